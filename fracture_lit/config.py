@@ -1,0 +1,55 @@
+"""Where the Hydra config tree lives, and the resolvers it uses.
+
+The configs are kept in the repository's top-level ``conf/`` and ship inside the wheel as
+``fracture_lit/conf``; ``CONFIG_DIR`` finds whichever exists, so ``python -m
+fracture_lit.train`` works from any working directory, from a checkout or an install.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _find_config_dir() -> Path:
+    override = os.environ.get("FRACTURE_LIT_CONFIG_DIR")
+    candidates = [Path(override)] if override else []
+    candidates += [_PACKAGE_DIR / "conf", _PACKAGE_DIR.parent / "conf"]
+    for candidate in candidates:
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "fracture_lit cannot find its Hydra configs; looked in "
+        + ", ".join(str(c) for c in candidates)
+        + ". Reinstall the package (`make install`) or set FRACTURE_LIT_CONFIG_DIR."
+    )
+
+
+CONFIG_DIR = _find_config_dir()
+
+
+def _run_id() -> str:
+    """A short id unique to this launch, shared with DDP children through the environment.
+
+    ``${now:...}`` alone collides when two sweeps start in the same second, and every DDP
+    rank must resolve the same folder, so the id is made once and inherited.
+    """
+    key = "FRACTURE_LIT_RUN_ID"
+    if key not in os.environ:
+        os.environ[key] = uuid.uuid4().hex[:6]
+    return os.environ[key]
+
+
+def register_resolvers() -> None:
+    """Register the OmegaConf resolvers the config tree uses (idempotent)."""
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", _run_id, use_cache=True)
+    if not OmegaConf.has_resolver("cwd"):
+        # The launch directory; unlike ${hydra:runtime.cwd} it resolves before Hydra has
+        # set its runtime config (sweep folders are resolved that early).
+        OmegaConf.register_new_resolver("cwd", os.getcwd)

@@ -1,0 +1,324 @@
+"""FractureClassifier: one LightningModule for every backbone and every dataset."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torchmetrics import CatMetric, MaxMetric, MeanMetric, MinMetric
+
+from fracture_lit.metrics import (
+    binary_metrics_at_threshold,
+    bootstrap_cis,
+    build_confusion_matrix,
+    build_metrics,
+    metric_inputs,
+    youden_threshold,
+)
+from fracture_lit.models.factory import create_backbone
+from fracture_lit.models.freeze import freeze_backbone, set_frozen_bn_eval
+
+# Epoch values are computed by torchmetrics after it synchronised the ranks' states, so
+# Lightning's advice to reduce them again with sync_dist does not apply.
+warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
+
+STAGES = ("train", "val", "test")
+BOOTSTRAP_KEYS = ("acc", "balanced_acc", "precision", "recall", "specificity", "f1", "auroc",
+                  "kappa")
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+def _plain(value: Any) -> Any:
+    """Hydra hands nested configs over as DictConfig; checkpoints must hold plain types
+    (they are loaded with ``weights_only=True``)."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class StageMetrics(torch.nn.Module):
+    """Everything one stage (train/val/test) accumulates over an epoch."""
+
+    def __init__(self, num_classes: int, stage: str) -> None:
+        super().__init__()
+        self.collection = build_metrics(num_classes, prefix=f"{stage}/")
+        self.confusion = build_confusion_matrix(num_classes)
+        self.loss = MeanMetric()
+        # Scores and targets, for the Youden threshold and bootstrap intervals (val/test).
+        self.keep_scores = stage != "train"
+        self.scores = CatMetric()
+        self.targets = CatMetric()
+
+    def update(self, scores: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        self.collection.update(scores, targets)
+        self.confusion.update(scores, targets)
+        self.loss.update(loss, weight=targets.numel())
+        if self.keep_scores:
+            self.scores.update(scores)
+            self.targets.update(targets)
+
+    def reset(self) -> None:
+        for metric in (self.collection, self.confusion, self.loss, self.scores, self.targets):
+            metric.reset()
+
+
+class FractureClassifier(L.LightningModule):
+    """A timm backbone with a ``num_classes`` head, trained with cross-entropy.
+
+    Binary tasks log metrics of the positive class probability; on every validation
+    epoch the Youden-J threshold is chosen on validation and stored in the checkpoint
+    (``decision_threshold``), and the test epoch reports metrics at that threshold as well
+    as at 0.5: the threshold is never tuned on test.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        num_classes: int = 2,
+        in_chans: int = 3,
+        pretrained: bool = False,
+        pretrained_file: str | None = None,
+        drop_rate: float = 0.0,
+        freeze: str = "none",
+        train_bn: bool = True,
+        class_weights: str | Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        channels_last: bool = True,
+        compile: bool = False,
+        backbone_kwargs: dict[str, Any] | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        monitor: str = "val/auroc",
+        monitor_mode: str = "max",
+        class_names: Sequence[str] | None = None,
+        n_bootstrap: int = 1000,
+    ) -> None:
+        super().__init__()
+        if num_classes is None or int(num_classes) < 2:
+            raise ValueError(
+                f"model.num_classes={num_classes!r}: need at least 2 classes (it is normally "
+                "taken from the datamodule)."
+            )
+        backbone_kwargs = _plain(backbone_kwargs) or {}
+        class_weights = _plain(class_weights)
+        class_names = list(_plain(class_names) or [str(i) for i in range(num_classes)])
+        self.save_hyperparameters(
+            ignore=["optimizer", "scheduler"],
+            logger=False,
+        )
+        self.hparams["backbone_kwargs"] = backbone_kwargs
+        self.hparams["class_weights"] = class_weights
+        self.hparams["class_names"] = class_names
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.num_classes = int(num_classes)
+        self.class_names = class_names
+        self.net = create_backbone(
+            backbone,
+            num_classes=self.num_classes,
+            in_chans=in_chans,
+            pretrained=pretrained,
+            pretrained_file=pretrained_file,
+            drop_rate=drop_rate,
+            **backbone_kwargs,
+        )
+        self.frozen_modules = freeze_backbone(self.net, freeze, train_bn)
+        self._forward_impl: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.net) if compile else self.net
+        )
+        # Weights of the loss; "balanced" is resolved from the train split in setup().
+        initial = class_weights if isinstance(class_weights, list | tuple) else None
+        self.register_buffer(
+            "class_weight",
+            torch.tensor(initial, dtype=torch.float32) if initial else torch.ones(num_classes),
+        )
+        # The decision threshold on the positive class (binary), chosen on validation.
+        self.register_buffer("decision_threshold", torch.tensor(0.5))
+
+        for stage in STAGES:
+            setattr(self, f"{stage}_metrics", StageMetrics(self.num_classes, stage))
+        self.monitor = monitor
+        self.monitor_mode = monitor_mode
+        self.val_best = MaxMetric() if monitor_mode == "max" else MinMetric()
+        # Plain Python results of the last val/test epoch (confusion matrices, intervals):
+        # what train.py writes to the run folder and prints.
+        self.epoch_summary: dict[str, dict[str, Any]] = {}
+
+    # ----------------------------------------------------------------- forward / loss
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last and x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward_impl(x)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.float(),
+            target,
+            weight=self.class_weight,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+
+    # ----------------------------------------------------------------- lifecycle hooks
+    def setup(self, stage: str) -> None:
+        if self.hparams.class_weights == "balanced" and stage == "fit":
+            counts = self.trainer.datamodule.class_counts("train")
+            counts_t = torch.tensor(counts, dtype=torch.float32).clamp(min=1)
+            self.class_weight.copy_(counts_t.sum() / (len(counts) * counts_t))
+
+    def on_fit_start(self) -> None:
+        if self.hparams.channels_last and self.device.type == "cuda":
+            self.net.to(memory_format=torch.channels_last)
+
+    def on_train_start(self) -> None:
+        # The sanity check must not leave its values in the validation metrics.
+        self.val_best.reset()
+        self.val_metrics.reset()
+
+    def on_train_epoch_start(self) -> None:
+        if not self.hparams.train_bn:
+            set_frozen_bn_eval(self.net)
+
+    # ----------------------------------------------------------------- steps
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        scores = metric_inputs(logits, self.num_classes)
+        self._stage(stage).update(scores, y, loss.detach())
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        self.log("train/loss_step", loss, prog_bar=False, batch_size=batch[1].numel())
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        return torch.softmax(self(x).float(), dim=1)
+
+    # ----------------------------------------------------------------- epoch ends
+    def _stage(self, stage: str) -> StageMetrics:
+        return getattr(self, f"{stage}_metrics")
+
+    def _finish_epoch(self, stage: str) -> dict[str, float]:
+        """Compute (synchronised across ranks), summarise and reset one stage's metrics."""
+        acc = self._stage(stage)
+        values = {k: float(v) for k, v in acc.collection.compute().items()}
+        values[f"{stage}/loss"] = float(acc.loss.compute())
+        summary: dict[str, Any] = {
+            "metrics": values,
+            "confusion_matrix": acc.confusion.compute().cpu().tolist(),
+        }
+        if acc.keep_scores:
+            scores = acc.scores.compute().cpu()
+            targets = acc.targets.compute().cpu().long()
+            summary["n"] = int(targets.numel())
+            if self.num_classes == 2 and not self.trainer.sanity_checking:
+                values.update(self._threshold_metrics(stage, scores, targets, summary))
+        acc.reset()
+        self.epoch_summary[stage] = summary
+        return values
+
+    def _threshold_metrics(
+        self, stage: str, scores: torch.Tensor, targets: torch.Tensor, summary: dict[str, Any]
+    ) -> dict[str, float]:
+        """Val: choose the Youden threshold. Test: apply val's threshold, add 95% CIs."""
+        out: dict[str, float] = {}
+        if stage == "val" and targets.unique().numel() == 2:
+            youden = youden_threshold(scores, targets)
+            self.decision_threshold.fill_(youden.threshold)
+            out.update(
+                {
+                    "val/youden_threshold": youden.threshold,
+                    "val/youden_sensitivity": youden.sensitivity,
+                    "val/youden_specificity": youden.specificity,
+                    "val/youden_j": youden.j,
+                }
+            )
+        if stage == "test":
+            threshold = float(self.decision_threshold)
+            at_thr = binary_metrics_at_threshold(scores, targets, threshold)
+            out["test/threshold"] = threshold
+            out.update({f"test/{k}_at_thr": v for k, v in at_thr.items() if k != "auroc"})
+            if targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
+                # Intervals at 0.5 (matching the logged test metrics) and at val's threshold.
+                summary["ci95"] = self._bootstrap(scores, targets, 0.5, BOOTSTRAP_KEYS)
+                summary["ci95_at_thr"] = self._bootstrap(
+                    scores, targets, threshold, ("recall", "specificity", "acc", "f1")
+                )
+        return out
+
+    def _bootstrap(
+        self, scores: torch.Tensor, targets: torch.Tensor, threshold: float, keys: Sequence[str]
+    ) -> dict[str, list[float]]:
+        """Percentile 95% intervals: ``{metric: [point, low, high]}``."""
+
+        def metrics(s: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
+            values = binary_metrics_at_threshold(s, t, threshold)
+            return {key: values[key] for key in keys}
+
+        intervals = bootstrap_cis(
+            scores, targets, metrics, n_boot=self.hparams.n_bootstrap, seed=0
+        )
+        return {key: list(interval) for key, interval in intervals.items()}
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch(self._finish_epoch("train"), progress={"train/loss"})
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._finish_epoch("val")
+        if not self.trainer.sanity_checking and self.monitor in values:
+            self.val_best.update(torch.tensor(values[self.monitor]))
+            values[f"{self.monitor}_best"] = float(self.val_best.compute())
+        self._log_epoch(values, progress={self.monitor, "val/acc"})
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch(self._finish_epoch("test"), progress=set())
+
+    def _log_epoch(self, values: dict[str, float], progress: set[str]) -> None:
+        """Log epoch values (already synchronised across ranks by torchmetrics)."""
+        shown = {k: v for k, v in values.items() if k in progress}
+        rest = {k: v for k, v in values.items() if k not in progress}
+        if shown:
+            self.log_dict(shown, prog_bar=True, sync_dist=False)
+        self.log_dict(rest, sync_dist=False)
+
+    # ----------------------------------------------------------------- optimisers
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise ValueError("FractureClassifier needs an optimizer (the optimizer/ group).")
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "monitor": self.monitor,
+                "interval": "epoch",
+                "frequency": 1,
+            },
+        }
+
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["fracture_lit"] = {
+            "backbone": self.hparams.backbone,
+            "class_names": list(self.class_names),
+            "in_chans": int(self.hparams.in_chans),
+            "decision_threshold": float(self.decision_threshold),
+        }

@@ -1,0 +1,192 @@
+"""Train a fracture classifier: ``python -m fracture_lit.train [overrides]``.
+
+Composes ``conf/train.yaml``, instantiates the datamodule, model, callbacks, loggers and
+trainer from their ``_target_`` blocks, fits, then evaluates the best checkpoint on the
+validation and test splits and prints the table. ``-m`` runs a sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from fracture_lit.config import CONFIG_DIR, register_resolvers
+
+log = logging.getLogger("fracture_lit.train")
+register_resolvers()
+
+
+def _job_name(cfg: DictConfig) -> str:
+    """A sweep job's overrides (``model=resnet18,seed=1``), or the task name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        overrides = HydraConfig.get().job.override_dirname
+        if overrides:
+            return overrides
+    return str(cfg.task_name)
+
+
+def _loggers(cfg: DictConfig) -> list[Any]:
+    from fracture_lit.utils.environment import configure_wandb_mode
+    from fracture_lit.utils.instantiate import instantiate_group
+
+    extra: dict[str, dict[str, Any]] = {}
+    if cfg.get("logger") and "wandb" in cfg.logger:
+        configure_wandb_mode()
+        extra["wandb"] = {"name": cfg.logger.wandb.get("name") or _job_name(cfg)}
+    return instantiate_group(cfg.get("logger"), **extra)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    import lightning as L
+    import torch
+
+    from fracture_lit.utils.distributed import pin_ddp_children_to_this_job
+    from fracture_lit.utils.environment import (
+        resolve_trainer_overrides,
+        route_lightning_logs_through_hydra,
+    )
+    from fracture_lit.utils.instantiate import instantiate_group
+
+    route_lightning_logs_through_hydra()
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")
+
+    log.info("Instantiating datamodule <%s>", cfg.data._target_)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    log.info("Instantiating model <%s> (%s)", cfg.model._target_, cfg.model.backbone)
+    model = hydra.utils.instantiate(
+        cfg.model,
+        num_classes=datamodule.num_classes,
+        class_names=datamodule.classes,
+        monitor=cfg.monitor,
+        monitor_mode=cfg.monitor_mode,
+    )
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = _loggers(cfg)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        **resolve_trainer_overrides(cfg.trainer),
+    )
+    if trainer.is_global_zero:
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        for lg in loggers:
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    results: dict[str, Any] = {"backbone": cfg.model.backbone, "classes": datamodule.classes}
+    ckpt_path: str | None = None
+    if trainer.world_size > 1:
+        pin_ddp_children_to_this_job(output_dir)
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        results["epochs"] = trainer.current_epoch
+        ckpt_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback\
+            else None
+        if not ckpt_path:
+            log.warning("No best checkpoint was saved; evaluating the current weights.")
+            ckpt_path = None
+        results["best_model_path"] = ckpt_path
+        results["stopped_early"] = bool(
+            trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
+        )
+    elif cfg.get("ckpt_path"):
+        ckpt_path = cfg.ckpt_path
+
+    if trainer.fast_dev_run:
+        return results
+    trainer.validate(model=model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    results["val"] = model.epoch_summary.get("val", {})
+    if cfg.get("test", True):
+        if datamodule.has_split("test"):
+            trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            results["test"] = model.epoch_summary.get("test", {})
+        else:
+            log.info("The data has no test split; skipping test.")
+    return results
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train with failure bookkeeping: the job's status always lands in metrics.json.
+
+    In a sweep a failed job is recorded and the sweep goes on; a single run re-raises.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from fracture_lit.utils.distributed import (
+        global_rank,
+        job_environment,
+        release_process_group,
+    )
+    from fracture_lit.utils.summary import print_summary, write_summary
+
+    output_dir = Path(cfg.paths.output_dir)
+    started = time.time()
+    results: dict[str, Any] = {"job": _job_name(cfg), "backbone": cfg.model.get("backbone")}
+    is_multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    rank_zero = global_rank() == 0
+    try:
+        with job_environment():
+            results.update(train(cfg))
+        results["status"] = "done"
+    except Exception as error:  # noqa: BLE001 - recorded, then re-raised or skipped
+        results["status"] = "failed"
+        results["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        results["traceback"] = traceback.format_exc()
+        if not is_multirun:
+            raise
+        log.error("Job failed, the sweep goes on: %s", results["error"])
+    finally:
+        results["wall_time_s"] = round(time.time() - started, 2)
+        _finish_wandb()
+        release_process_group()
+        if rank_zero:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            write_summary(results, output_dir)
+    if rank_zero and results["status"] == "done" and "val" in results:
+        print_summary(results, title=f"fracture_lit · {results['job']}")
+        log.info("Run folder: %s", output_dir)
+        if results.get("best_model_path"):
+            log.info("Best checkpoint: %s", results["best_model_path"])
+    return results
+
+
+def _finish_wandb() -> None:
+    """Close a live W&B run so the next sweep job starts its own instead of merging."""
+    import sys
+
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def objective(results: dict[str, Any], monitor: str) -> float:
+    """The value a sweeper (Optuna) optimises: the monitored metric of the best checkpoint."""
+    value = results.get("val", {}).get("metrics", {}).get(monitor)
+    return float(value) if value is not None else math.nan
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    return objective(run(cfg), cfg.monitor)
+
+
+if __name__ == "__main__":
+    main()
