@@ -133,8 +133,8 @@ def audit(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
-    # Our split decides nothing in "given" mode for datasets that have one; asking for the
-    # given split there keeps the datamodule's own warning about groups crossing it.
+    # "given": the datamodule keeps the dataset's split and logs the groups crossing it; the
+    # val it also carves out of given train is undone below (back to given_split).
     datamodule = hydra.utils.instantiate(cfg.data, use_given_split=mode == "given")
     samples = datamodule.prepare_split()
     has_given = any(s.given_split is not None for s in samples)

@@ -49,6 +49,8 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
+        # As in a real run, the job's config does not carry the hydra node.
+        del cfg["hydra"]
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.data_dir = str(output_dir / "data")
     return cfg

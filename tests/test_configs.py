@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 from fracture_lit.config import CONFIG_DIR
@@ -38,7 +39,7 @@ def test_every_config_file_composes_and_resolves(group: str, option: str, tmp_pa
     assert resolved["model"]["_target_"].endswith("FractureClassifier")
     assert resolved["data"]["_target_"].startswith("fracture_lit.data.")
     if group not in ("experiment", "debug"):
-        assert cfg.hydra.runtime.choices[group] == option
+        assert HydraConfig.get().runtime.choices[group] == option
 
 
 MODEL_INPUT = {"inception_v3": 96, "basic_cnn_52m": 64, "small_cnn_128": 64}

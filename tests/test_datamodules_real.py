@@ -194,9 +194,11 @@ def test_fracatlas_manifest_reproduces_the_split(
 
 
 def test_fracatlas_loader_batches(fracatlas: tuple[FractureDataModule, Path]) -> None:
-    """Train batches come out normalised, at size, with valid labels."""
+    """Train batches leave the loader as uint8 at size and are normalised on the device."""
     dm, _ = fracatlas
-    images, labels = next(iter(dm.train_dataloader()))
+    raw, labels = next(iter(dm.train_dataloader()))
+    assert raw.shape == (32, 1, 64, 64) and raw.dtype == torch.uint8
+    images, labels = dm.on_after_batch_transfer([raw, labels], 0)
     assert images.shape == (32, 3, 64, 64) and images.dtype.is_floating_point
     assert labels.dtype == torch.int64
     assert set(labels.tolist()) <= {0, 1}

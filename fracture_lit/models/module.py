@@ -247,6 +247,10 @@ class FractureClassifier(L.LightningModule):
                     "val/youden_j": youden.j,
                 }
             )
+        final_validation = stage == "val" and self.trainer.state.fn == "validate"
+        if final_validation and targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
+            # The evaluation of the best checkpoint after fitting gets intervals too.
+            summary["ci95"] = self._bootstrap(scores, targets, 0.5, BOOTSTRAP_KEYS)
         if stage == "test":
             threshold = float(self.decision_threshold)
             at_thr = binary_metrics_at_threshold(scores, targets, threshold)

@@ -36,18 +36,18 @@ def _ci(summary: dict[str, Any], key: str, which: str = "ci95") -> str:
 
 
 def metrics_table(results: dict[str, Any], title: str) -> Table:
-    """Validation (best checkpoint) beside test, test with bootstrap 95% intervals."""
+    """Validation (best checkpoint) beside test, with bootstrap 95% intervals."""
     table = Table(title=title, title_style="bold")
     table.add_column("metric")
     stages = [s for s in ("val", "test") if s in results]
     for stage in stages:
-        label = "validation (best ckpt)" if stage == "val" else "test (95% CI)"
+        label = "validation, best ckpt (95% CI)" if stage == "val" else "test (95% CI)"
         table.add_column(label, justify="right")
     for key, label in TABLE_ROWS:
         cells = []
         for stage in stages:
             value = results[stage]["metrics"].get(f"{stage}/{key}")
-            cells.append(_fmt(value) + (_ci(results[stage], key) if stage == "test" else ""))
+            cells.append(_fmt(value) + _ci(results[stage], key))
         table.add_row(label, *cells)
     val = results.get("val", {}).get("metrics", {})
     if "val/youden_threshold" in val:

@@ -1,0 +1,349 @@
+"""The DataModule every dataset shares: index -> groups -> splits -> cache -> loaders.
+
+A dataset only says how to list its files (:meth:`FractureDataModule.build_index`);
+everything else (leak-free splits, the split manifest, decode-once caching, bad-file
+policy, augmentation, class balancing, DDP batch sizes) happens here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    WeightedRandomSampler,
+    get_worker_info,
+)
+
+from fracture_lit.data.cache import build_cache, decode_image
+from fracture_lit.data.grouping import HashCache, assign_groups
+from fracture_lit.data.manifest import apply_manifest, read_manifest, write_manifest
+from fracture_lit.data.samples import DatasetIndex, Sample
+from fracture_lit.data.splits import assign_splits
+from fracture_lit.data.transforms import ImageTransform, Normalizer
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+class TooManyBadImagesError(RuntimeError):
+    """More files than ``data.max_bad_fraction`` could not be decoded."""
+
+
+def collate_images(batch: list[tuple[np.ndarray, int]]) -> list[torch.Tensor]:
+    """Stack uint8 ``(C, H, W)`` samples into ``[uint8 (B, C, H, W), int64 (B,)]``.
+
+    numpy does the stacking: ``torch.stack`` spreads the copy over the intra-op thread
+    pool, which on 2 busy cores cost more than the whole cached epoch's augmentation.
+    """
+    images = torch.from_numpy(np.stack([image for image, _ in batch]))
+    if get_worker_info() is not None:
+        images.share_memory_()  # as default_collate does: no copy when sent to the trainer
+    return [images, torch.tensor([label for _, label in batch], dtype=torch.long)]
+
+
+class CachedImageDataset(Dataset):
+    """Rows of the decoded-image cache, augmented on the fly."""
+
+    def __init__(self, array: np.ndarray, rows: Sequence[int], labels: Sequence[int],
+                 transform: ImageTransform) -> None:
+        self.array, self.rows, self.labels, self.transform = array, list(rows), list(labels),\
+            transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        # A writable copy of the row: the memory map itself is read-only.
+        return self.transform(np.array(self.array[self.rows[i]])), self.labels[i]
+
+
+class DecodingImageDataset(Dataset):
+    """Decodes each file on every access: the uncached path (and the benchmark baseline)."""
+
+    def __init__(self, paths: Sequence[str], labels: Sequence[int], size: int, mode: str,
+                 transform: ImageTransform) -> None:
+        self.paths, self.labels, self.size, self.mode = list(paths), list(labels), size, mode
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image, _ = decode_image(self.paths[i], self.size, self.mode)
+        return self.transform(image), self.labels[i]
+
+
+class FractureDataModule(L.LightningDataModule):
+    """Base for the per-dataset DataModules. Subclasses implement :meth:`build_index`."""
+
+    #: The key of the dataset in ``fracture_lit.data.sources.DATASETS`` (download help).
+    dataset_name = "image_folder"
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        image_size: int = 224,
+        resize_mode: str = "resize",
+        in_chans: int = 3,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        augment: str | Sequence[str] | None = "flip_rotate",
+        augment_strength: float = 1.0,
+        preprocess: str | Sequence[str] | None = None,
+        normalize: str = "imagenet",
+        balance: str = "none",
+        use_given_split: bool = True,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        n_folds: int | None = None,
+        fold: int | None = None,
+        split_seed: int = 42,
+        group_duplicates: bool = True,
+        near_duplicates: bool = True,
+        manifest: str | Path | None = None,
+        manifest_out: str | Path | None = None,
+        cache: bool = True,
+        cache_dir: str | Path | None = None,
+        decode_workers: int | None = None,
+        max_bad_fraction: float = 0.02,
+    ) -> None:
+        super().__init__()
+        if balance not in ("none", "sampler"):
+            raise ValueError(
+                f"data.balance={balance!r}: use none, or sampler (weighted random sampling); "
+                "for a class-weighted loss set model.class_weights=balanced."
+            )
+        self.root = Path(root).expanduser()
+        self.image_size, self.resize_mode, self.in_chans = int(image_size), resize_mode, in_chans
+        self.batch_size, self.eval_batch_size = int(batch_size), eval_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.augment, self.augment_strength = augment, augment_strength
+        self.preprocess, self.normalize, self.balance = preprocess, normalize, balance
+        self.normalizer = Normalizer(normalize, in_chans)
+        self.split_args = dict(
+            use_given_split=use_given_split,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=split_seed,
+            n_folds=n_folds,
+            fold=fold,
+        )
+        self.group_duplicates, self.near_duplicates = group_duplicates, near_duplicates
+        self.manifest_in = Path(manifest) if manifest else None
+        self.manifest_out = Path(manifest_out) if manifest_out else None
+        self.use_cache = cache
+        self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".fracture_lit_cache"
+        self.decode_workers, self.max_bad_fraction = decode_workers, max_bad_fraction
+        self._index: DatasetIndex | None = None
+        self.samples: list[Sample] = []
+        self.datasets: dict[str, Dataset] = {}
+
+    # ------------------------------------------------------------------ dataset hooks
+    def build_index(self) -> DatasetIndex:
+        """List the dataset's files and labels. Implemented by each dataset."""
+        raise NotImplementedError
+
+    @property
+    def index(self) -> DatasetIndex:
+        if self._index is None:
+            self._index = self.build_index()
+        return self._index
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.index.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    # ------------------------------------------------------------------ setup
+    def prepare_split(self) -> list[Sample]:
+        """Group, split (or reuse a manifest) and write the manifest; returns the samples."""
+        samples = list(self.index.samples)
+        if self.index.skipped:
+            log.warning(
+                "Skipped %d non-image files: %s", len(self.index.skipped),
+                "; ".join(f"{p} ({why})" for p, why in self.index.skipped[:10]),
+            )
+        if self.manifest_in is not None:
+            apply_manifest(samples, read_manifest(self.manifest_in))
+        else:
+            if self.group_duplicates:
+                hashes = HashCache(self.cache_dir / "hashes.json")
+                assign_groups(samples, near_duplicates=self.near_duplicates, cache=hashes)
+            else:
+                for sample in samples:
+                    sample.group = sample.path
+            assign_splits(samples, **self.split_args)
+        return samples
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        samples = self.prepare_split()
+        if self.use_cache:
+            cached = build_cache(
+                [s.path for s in samples],
+                size=self.image_size,
+                mode=self.resize_mode,
+                cache_dir=self.cache_dir,
+                workers=self.decode_workers,
+            )
+            for sample, note in zip(samples, cached.notes, strict=True):
+                if note:
+                    sample.notes = "; ".join(n for n in (sample.notes, note) if n)
+            bad = set(cached.bad)
+        else:
+            cached, bad = None, set()
+        self._check_bad(samples, bad)
+        if self.manifest_out is not None and self._is_global_zero():
+            write_manifest(samples, self.manifest_out, classes=self.classes)
+        self.samples = [s for i, s in enumerate(samples) if i not in bad]
+        rows = {s.path: i for i, s in enumerate(samples)}
+        for split in SPLITS:
+            members = [s for s in self.samples if s.split == split]
+            if not members:
+                continue
+            transform = self._transform(train=split == "train")
+            labels = [s.label for s in members]
+            if cached is not None:
+                self.datasets[split] = CachedImageDataset(
+                    cached.array, [rows[s.path] for s in members], labels, transform
+                )
+            else:
+                self.datasets[split] = DecodingImageDataset(
+                    [s.path for s in members], labels, self.image_size, self.resize_mode,
+                    transform,
+                )
+        if "train" not in self.datasets or "val" not in self.datasets:
+            raise ValueError(
+                f"{self.root}: the split left no {'train' if 'train' not in self.datasets else 'val'}"
+                " images; check data.val_fraction / data.use_given_split."
+            )
+        log.info("Split sizes: %s", {k: len(v) for k, v in self.datasets.items()})
+
+    def _check_bad(self, samples: list[Sample], bad: set[int]) -> None:
+        if not bad:
+            return
+        bad_paths = [samples[i].path for i in sorted(bad)]
+        for i in bad:
+            samples[i].notes = "; ".join(n for n in (samples[i].notes, "unreadable: skipped") if n)
+        listing = "\n  ".join(bad_paths[:50])
+        share = len(bad) / max(1, len(samples))
+        if share > self.max_bad_fraction:
+            raise TooManyBadImagesError(
+                f"{len(bad)} of {len(samples)} files ({share:.1%}) under {self.root} could not "
+                f"be decoded, more than data.max_bad_fraction={self.max_bad_fraction}:\n  "
+                f"{listing}\nRemove or re-download them, or raise data.max_bad_fraction."
+            )
+        log.warning("Skipping %d unreadable files:\n  %s", len(bad), listing)
+
+    def _is_global_zero(self) -> bool:
+        trainer = getattr(self, "trainer", None)
+        return trainer is None or trainer.is_global_zero
+
+    def _transform(self, train: bool) -> ImageTransform:
+        return ImageTransform(
+            image_size=self.image_size,
+            train=train,
+            augment=self.augment,
+            preprocess=self.preprocess,
+            strength=self.augment_strength,
+        )
+
+    # ------------------------------------------------------------------ loaders
+    def class_counts(self, split: str = "train") -> list[int]:
+        counts = Counter(s.label for s in self.samples if s.split == split)
+        return [counts.get(i, 0) for i in range(self.num_classes)]
+
+    def _per_device(self, batch_size: int) -> int:
+        """Keep the configured *global* batch size whatever the number of devices."""
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        if batch_size % world:
+            log.warning("batch size %d is not divisible by %d devices", batch_size, world)
+        return max(1, batch_size // world)
+
+    def _loader(self, split: str, shuffle: bool, sampler: Any = None) -> DataLoader:
+        if split not in self.datasets:
+            raise ValueError(f"{self.root}: this dataset has no {split!r} split.")
+        batch = self.batch_size if split == "train" else (self.eval_batch_size or self.batch_size)
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self._per_device(batch),
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=collate_images,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = None
+        if self.balance == "sampler":
+            labels = [s.label for s in self.samples if s.split == "train"]
+            counts = self.class_counts("train")
+            weights = [1.0 / max(1, counts[label]) for label in labels]
+            sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+        return self._loader("train", shuffle=True, sampler=sampler)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise the uint8 batch where it now lives (GPU or CPU)."""
+        images, *rest = batch
+        return [self.normalizer(images), *rest]
+
+    def _eval_sampler(self, split: str) -> Any:
+        """Under DDP, shard val/test without the padding DistributedSampler adds (it repeats
+        samples so ranks get equal batches, which skews metrics); torchmetrics gathers the
+        uneven shards, so every metric covers each image exactly once."""
+        if split not in self.datasets or not (
+            torch.distributed.is_available() and torch.distributed.is_initialized()
+        ):
+            return None
+        if torch.distributed.get_world_size() < 2:
+            return None
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+        return UnrepeatedDistributedSampler(self.datasets[split], shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False, sampler=self._eval_sampler("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False, sampler=self._eval_sampler("test"))
+
+    def has_split(self, split: str) -> bool:
+        return split in self.datasets
+
+    # ------------------------------------------------------------------ checkpoint info
+    def state_dict(self) -> dict[str, Any]:
+        """Stored in checkpoints so eval/predict can rebuild the same inputs."""
+        return {
+            "classes": self.classes,
+            "image_size": self.image_size,
+            "resize_mode": self.resize_mode,
+            "in_chans": self.in_chans,
+            "normalize": self.normalize,
+            "preprocess": self.preprocess if isinstance(self.preprocess, str | None)
+            else list(self.preprocess),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: the data comes from the configuration."""

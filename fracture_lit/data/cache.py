@@ -1,0 +1,220 @@
+"""Decode every image once, at the configured size, into a memory-mapped uint8 array.
+
+Decoding a 2,900 px radiograph costs ~20 ms; doing it every epoch of every sweep job
+wastes most of a run. The cache decodes each file once (JPEG draft decoding at 1/2, 1/4
+or 1/8 scale when the target is much smaller), resizes it to ``image_size`` and stores
+greyscale uint8 in ``<cache_dir>/<key>.npy``. The key is a fingerprint of the file list
+(path, size, mtime), the size and the resize mode, so later runs, sweep jobs and DDP ranks
+share it; a file lock plus write-then-rename keeps concurrent builders from corrupting it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+# 2: truncated JPEGs decode (OpenCV 5 refuses them; v1 caches listed them as bad).
+CACHE_VERSION = 2
+RESIZE_MODES = ("resize", "letterbox")
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+class BadImageError(ValueError):
+    """A file that cannot be decoded as an image."""
+
+
+@dataclass
+class CachedImages:
+    """The cache for one file list: ``array[i]`` is file ``i`` at ``(size, size)``.
+
+    ``notes[i]`` says what happened while decoding (empty when nothing did); ``bad`` lists
+    the indices that could not be decoded at all (their rows are zeros).
+    """
+
+    array: np.ndarray
+    notes: list[str]
+    bad: list[int]
+    path: Path
+
+
+def is_truncated_jpeg(data: bytes) -> bool:
+    """A JPEG without its end-of-image marker (FracAtlas has 79 of them)."""
+    return data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def _reduced_flag(path: str, size: int) -> int:
+    """The largest JPEG draft reduction that still leaves at least ``size`` pixels."""
+    if not path.lower().endswith(_JPEG_SUFFIXES):
+        return cv2.IMREAD_GRAYSCALE
+    try:
+        with Image.open(path) as im:
+            short = min(im.size)
+    except (OSError, ValueError):
+        return cv2.IMREAD_GRAYSCALE
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+        (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+        (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+    ):
+        if short // factor >= size:
+            return flag
+    return cv2.IMREAD_GRAYSCALE
+
+
+def fit_to_square(image: np.ndarray, size: int, mode: str = "resize") -> np.ndarray:
+    """Resize to ``size`` x ``size``: a plain resize, or a letterbox keeping the aspect.
+
+    There is no centre crop: paper D found it cut off fractures near the image corners.
+    """
+    if mode == "resize":
+        interp = cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_LINEAR
+        return cv2.resize(image, (size, size), interpolation=interp)
+    if mode == "letterbox":
+        h, w = image.shape[:2]
+        scale = size / max(h, w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (nw, nh), interpolation=interp)
+        out = np.zeros((size, size), dtype=np.uint8)
+        top, left = (size - nh) // 2, (size - nw) // 2
+        out[top : top + nh, left : left + nw] = resized
+        return out
+    raise ValueError(f"data.resize_mode={mode!r}; use one of {', '.join(RESIZE_MODES)}.")
+
+
+def _decode_truncated(path: str, size: int) -> np.ndarray | None:
+    """Decode a truncated JPEG with PIL, keeping the rows that are there.
+
+    OpenCV 4 decoded these with a warning; OpenCV 5 returns nothing, which turned every
+    truncated FracAtlas file into a skipped "bad" image (and crashed the uncached loader).
+    PIL only decodes them with its process-wide LOAD_TRUNCATED_IMAGES switch, which the
+    grouping module already flips under a lock for just the duration of one decode.
+    """
+    from fracture_lit.data.grouping import _truncated_images_allowed
+
+    try:
+        with _truncated_images_allowed(), Image.open(path) as im:
+            im.draft("L", (size, size))  # JPEG scale reduction, like the OpenCV path
+            return np.asarray(im.convert("L"))
+    except (OSError, ValueError):
+        return None
+
+
+def decode_image(path: str, size: int, mode: str = "resize") -> tuple[np.ndarray, str]:
+    """Decode ``path`` to greyscale uint8 at ``size`` and say what was unusual about it.
+
+    Truncated JPEGs decode with what they have (OpenCV fills the missing rows) and are
+    noted; a file that is not an image raises :class:`BadImageError`.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise BadImageError(f"{path}: cannot read ({error})") from error
+    truncated = is_truncated_jpeg(data)
+    note = "truncated JPEG (decoded what was there)" if truncated else ""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, _reduced_flag(path, size)) if buffer.size else None
+    if image is None and truncated:
+        image = _decode_truncated(path, size)
+    if image is None:
+        raise BadImageError(f"{path}: not a decodable image")
+    if image.dtype != np.uint8:  # 16-bit PNGs
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return fit_to_square(image, size, mode), note
+
+
+def cache_key(paths: Sequence[str], size: int, mode: str) -> str:
+    digest = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{mode}".encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _decode_chunk(args: tuple[str, list[tuple[int, str]], int, str]) -> list[tuple[int, str, bool]]:
+    """Worker: decode a chunk of files straight into the memory-mapped array."""
+    array_path, items, size, mode = args
+    array = np.load(array_path, mmap_mode="r+")
+    results: list[tuple[int, str, bool]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for index, path in items:
+            try:
+                array[index], note = decode_image(path, size, mode)
+                results.append((index, note, False))
+            except BadImageError as error:
+                results.append((index, str(error), True))
+    array.flush()
+    return results
+
+
+def build_cache(
+    paths: Sequence[str],
+    *,
+    size: int,
+    mode: str = "resize",
+    cache_dir: str | Path,
+    workers: int | None = None,
+) -> CachedImages:
+    """Return the cache for ``paths``, building it first if no earlier run has."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"data.resize_mode={mode!r}; use one of {', '.join(RESIZE_MODES)}.")
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(paths, size, mode)
+    array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    with open(cache_dir / f"{key}.lock", "w") as lock:
+        # Concurrent jobs wait here for the first builder instead of decoding twice.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (array_path.exists() and meta_path.exists()):
+            _build(paths, size, mode, array_path, meta_path, workers)
+        else:
+            log.info("Reusing decoded-image cache %s", array_path)
+    meta = json.loads(meta_path.read_text())
+    return CachedImages(np.load(array_path, mmap_mode="r"), meta["notes"], meta["bad"], array_path)
+
+
+def _build(
+    paths: Sequence[str],
+    size: int,
+    mode: str,
+    array_path: Path,
+    meta_path: Path,
+    workers: int | None,
+) -> None:
+    tmp = array_path.with_name(f".{array_path.stem}.{os.getpid()}.tmp.npy")
+    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(paths) // 64 or 1))
+    items = list(enumerate(paths))
+    chunks = [items[i::workers] for i in range(workers)]
+    log.info("Decoding %d images once into %s (%d processes)", len(paths), array_path, workers)
+    jobs = [(str(tmp), chunk, size, mode) for chunk in chunks]
+    if workers == 1:
+        results = [r for job in jobs for r in _decode_chunk(job)]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            results = [r for chunk in pool.map(_decode_chunk, jobs) for r in chunk]
+    notes = [""] * len(paths)
+    bad: list[int] = []
+    for index, note, failed in results:
+        notes[index] = note
+        if failed:
+            bad.append(index)
+    tmp_meta = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+    tmp_meta.write_text(json.dumps({"size": size, "mode": mode, "notes": notes, "bad": sorted(bad)}))
+    os.replace(tmp_meta, meta_path)
+    os.replace(tmp, array_path)
