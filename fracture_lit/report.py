@@ -134,7 +134,7 @@ class JobResult:
 
 @dataclass
 class SeedGroup:
-    """Jobs whose overrides differ only in ``seed=``: mean ± sd of their test metrics."""
+    """Jobs whose overrides differ only in ``seed=``: mean ± sd of their metrics per stage."""
 
     key: tuple[str, ...]
     jobs: list[JobResult]

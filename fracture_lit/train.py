@@ -146,7 +146,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results["status"] = "done"
     except Exception as error:  # noqa: BLE001 - recorded, then re-raised or skipped
         results["status"] = "failed"
-        results["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        results["error"] = _first_line(error)
         results["traceback"] = traceback.format_exc()
         if not is_multirun:
             raise
@@ -164,6 +164,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if results.get("best_model_path"):
             log.info("Best checkpoint: %s", results["best_model_path"])
     return results
+
+
+def _first_line(error: BaseException) -> str:
+    """``Type: first line`` of the error that started it all (Hydra wraps errors raised
+    while instantiating in an InstantiationException whose own message says little)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _finish_wandb() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,24 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                 "trainer.max_epochs": 10,
                 "callbacks.early_stopping.monitor": "val/loss",
             },
-            "resnet18": {"data.image_size": 224, "data.normalize": "imagenet",
-                         "model.pretrained": True, "trainer.max_epochs": 10},
-            "efficientnet_b3": {"data.image_size": 300, "data.normalize": "imagenet",
-                                "model.pretrained": True, "model.backbone": "efficientnet_b3"},
-            "mobilenetv2_100": {"data.image_size": 224, "model.pretrained": True,
-                                "model.optimizer.lr": 1e-3, "data.batch_size": 32},
+            "resnet18": {
+                "data.image_size": 224,
+                "data.normalize": "imagenet",
+                "model.pretrained": True,
+                "trainer.max_epochs": 10,
+            },
+            "efficientnet_b3": {
+                "data.image_size": 300,
+                "data.normalize": "imagenet",
+                "model.pretrained": True,
+                "model.backbone": "efficientnet_b3",
+            },
+            "mobilenetv2_100": {
+                "data.image_size": 224,
+                "model.pretrained": True,
+                "model.optimizer.lr": 1e-3,
+                "data.batch_size": 32,
+            },
         },
     ),
     "fracatlas_inception_detector": (
@@ -102,8 +115,11 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         {
             "basic_cnn_52m": {
                 "data._target_": "fracture_lit.data.datamodules.BoneBreakDataModule",
-                "data.classes": ["Fracture Dislocation", "Comminuted fracture",
-                                 "Pathological fracture"],
+                "data.classes": [
+                    "Fracture Dislocation",
+                    "Comminuted fracture",
+                    "Pathological fracture",
+                ],
                 "data.preprocess": "jet",
                 "model.pretrained": False,
                 "model.optimizer.lr": 1e-4,
@@ -131,7 +147,9 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                 "model.drop_rate": 0.5,
                 "model.scheduler._target_": PLATEAU,
                 "model.scheduler.mode": "min",
-                "trainer.max_epochs": 20,
+                "trainer.max_epochs": 40,
+                "callbacks.two_phase_finetuning.unfreeze_at_epoch": 20,
+                "callbacks.two_phase_finetuning.lr": 5e-6,
             },
         },
     ),
@@ -148,8 +166,7 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
                 "model.backbone": "tf_efficientnet_b6.aa_in1k",
                 "model.pretrained": True,
                 "model.optimizer._target_": ADAM,
-                "model.scheduler._target_":
-                    "torch.optim.lr_scheduler.CosineAnnealingWarmRestarts",
+                "model.scheduler._target_": "torch.optim.lr_scheduler.CosineAnnealingWarmRestarts",
                 "trainer.max_epochs": 7,
                 "callbacks.early_stopping": None,
             }
@@ -183,7 +200,7 @@ _METRIC = re.compile(
 
 
 @pytest.fixture(autouse=True)
-def _clear_hydra() -> None:
+def _clear_hydra() -> Iterator[None]:
     yield
     GlobalHydra.instance().clear()
 
@@ -321,7 +338,10 @@ def _run_grid(preset: str, shared_data: Path, cache_dir: Path, tmp_path: Path) -
     root = _data_root(preset, shared_data, tmp_path)
     result = run_cli(
         [
-            "-m", "fracture_lit.train", "-m", f"experiment={preset}",
+            "-m",
+            "fracture_lit.train",
+            "-m",
+            f"experiment={preset}",
             f"data.root={root}",
             f"data.cache_dir={cache_dir}",
             f"data.image_size={IMAGE_SIZE.get(preset, 64)}",

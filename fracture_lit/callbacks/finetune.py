@@ -39,7 +39,8 @@ class TwoPhaseFinetuning(BaseFinetuning):
     """Phase 1: only the classifier head trains. From ``unfreeze_at_epoch`` on, the backbone
     from ``unfreeze_from`` upwards trains too, as a new parameter group at ``lr``; the
     head's learning rate becomes ``head_lr`` when given (Keras-style recompiling with one
-    low learning rate sets both to the same value)."""
+    low learning rate sets both to the same value). ``train_bn`` keeps batch norm of the
+    frozen part trainable in both phases."""
 
     def __init__(
         self,
@@ -59,7 +60,7 @@ class TwoPhaseFinetuning(BaseFinetuning):
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         net = pl_module.net
         modules_from(net, self.unfreeze_from)  # fail now, not 20 epochs in, on a bad name
-        freeze_backbone(net, "all", train_bn=False)
+        freeze_backbone(net, "all", train_bn=self.train_bn)
 
     def finetune_function(
         self, pl_module: L.LightningModule, current_epoch: int, optimizer: Optimizer

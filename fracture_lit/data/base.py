@@ -7,6 +7,7 @@ policy, augmentation, class balancing, DDP batch sizes) happens here, once.
 
 from __future__ import annotations
 
+import csv
 import logging
 import warnings
 from collections import Counter
@@ -85,6 +86,20 @@ class DecodingImageDataset(Dataset):
         return self.transform(image), self.labels[i]
 
 
+def _read_subset(path: Path, root: Path) -> set[str]:
+    """Resolved absolute paths from a CSV with a ``path`` column or a one-per-line list
+    (relative entries are relative to the dataset root; blank and ``#`` lines skipped)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        if path.suffix.lower() == ".csv":
+            reader = csv.DictReader(handle)
+            if "path" not in (reader.fieldnames or []):
+                raise ValueError(f"data.subset_file={path} has no 'path' column.")
+            entries = [row["path"] for row in reader]
+        else:
+            entries = [line.strip() for line in handle]
+    return {str((root / e).resolve()) for e in entries if e.strip() and not e.startswith("#")}
+
+
 class FractureDataModule(L.LightningDataModule):
     """Base for the per-dataset DataModules. Subclasses implement :meth:`build_index`."""
 
@@ -121,6 +136,7 @@ class FractureDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = None,
         decode_workers: int | None = None,
         max_bad_fraction: float = 0.02,
+        subset_file: str | Path | None = None,
     ) -> None:
         super().__init__()
         if balance not in ("none", "sampler"):
@@ -149,6 +165,7 @@ class FractureDataModule(L.LightningDataModule):
         self.use_cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".fracture_lit_cache"
         self.decode_workers, self.max_bad_fraction = decode_workers, max_bad_fraction
+        self.subset_file = Path(subset_file).expanduser() if subset_file else None
         self._index: DatasetIndex | None = None
         self.samples: list[Sample] = []
         self.datasets: dict[str, Dataset] = {}
@@ -176,6 +193,8 @@ class FractureDataModule(L.LightningDataModule):
     def prepare_split(self) -> list[Sample]:
         """Group, split (or reuse a manifest) and write the manifest; returns the samples."""
         samples = list(self.index.samples)
+        if self.subset_file is not None:
+            samples = self._keep_subset(samples)
         if self.index.skipped:
             log.warning(
                 "Skipped %d non-image files: %s", len(self.index.skipped),
@@ -237,6 +256,30 @@ class FractureDataModule(L.LightningDataModule):
                 " images; check data.val_fraction / data.use_given_split."
             )
         log.info("Split sizes: %s", {k: len(v) for k, v in self.datasets.items()})
+
+    def _keep_subset(self, samples: list[Sample]) -> list[Sample]:
+        """Keep the images ``subset_file`` lists (e.g. those a stage-1 detector passed).
+
+        Filtering before grouping and splitting means the split is made of the kept images
+        only. An unknown path is an error: a silently ignored typo or a list made from
+        another copy of the dataset would change the experiment without a trace.
+        """
+        wanted = _read_subset(self.subset_file, self.root)
+        known = {str(Path(s.path).resolve()) for s in samples}
+        unknown = sorted(wanted - known)
+        if unknown:
+            shown = "\n  ".join(unknown[:10])
+            more = f"\n  ... and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ValueError(
+                f"data.subset_file={self.subset_file} lists {len(unknown)} image(s) that "
+                f"{self.root} does not have:\n  {shown}{more}"
+            )
+        kept = [s for s in samples if str(Path(s.path).resolve()) in wanted]
+        log.info(
+            "data.subset_file keeps %d of %d images (%d dropped).",
+            len(kept), len(samples), len(samples) - len(kept),
+        )
+        return kept
 
     def _check_bad(self, samples: list[Sample], bad: set[int]) -> None:
         if not bad:

@@ -196,7 +196,7 @@ def _smooth_field(
 
 
 def _random_bone(rng: np.random.Generator, n: int, **over: float) -> _Bone:
-    length = over.pop("length", n * rng.uniform(0.65, 1.25))
+    length = over.pop("length", n * rng.uniform(0.8, 1.4))
     params = dict(
         cx=n * rng.uniform(0.35, 0.65),
         cy=n * rng.uniform(0.35, 0.65),
@@ -293,8 +293,11 @@ def _fracture(
     base_m = bone.patch_matrix(u, v)
     beta = rng.uniform(-0.6, 0.6)  # 0 = transverse, larger = oblique
     cb, sb = math.cos(beta), math.sin(beta)
-    amp = rng.uniform(0.0, 2.5)
-    jag = -v * sb + amp * np.sin(v * rng.uniform(0.05, 0.25) + rng.uniform(0, 2 * math.pi))
+    # jagged fracture surface: piecewise-linear zig-zag, rougher when severe
+    knots = np.arange(float(v[0]), float(v[-1]) + r * 0.3, r * rng.uniform(0.15, 0.35))
+    amp = r * (0.03 + 0.2 * sev)
+    zig = np.interp(v, knots, rng.uniform(-amp, amp, size=len(knots))).astype(np.float32)
+    jag = -v * sb + zig
 
     # comminution: extra fracture lines near the main one, more likely when severe
     for _ in range(rng.binomial(2, 0.6 * sev)):
