@@ -76,6 +76,8 @@ def _hydra_config(hydra_cfg: DictConfig) -> Iterator[None]:
     finally:
         if saved is not None:
             HydraConfig.instance().set_config(saved)
+        else:  # called outside a Hydra app (tests): leave no stage config behind
+            HydraConfig.instance().cfg = None
 
 
 def compose_stage(name: str, overrides: Sequence[str], output_dir: Path) -> Stage:
@@ -84,7 +86,14 @@ def compose_stage(name: str, overrides: Sequence[str], output_dir: Path) -> Stag
     The config is resolved now, under the stage's own Hydra node, so a typo in an override
     fails before any training and the stage's ``${hydra:...}`` values are its own.
     """
-    cfg = hydra.compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    try:
+        cfg = hydra.compose(
+            config_name="train", overrides=list(overrides), return_hydra_config=True
+        )
+    except Exception as error:
+        raise PipelineError(
+            f"{name}: cannot compose train with {list(overrides)}: {error}"
+        ) from error
     if OmegaConf.select(cfg, "hydra.sweeper.params"):
         # Presets written as sweeps (e.g. bone_break_subtypes over three models) run as
         # their single composed config: the pipeline chains one detector into one model.
@@ -95,7 +104,12 @@ def compose_stage(name: str, overrides: Sequence[str], output_dir: Path) -> Stag
         # As in a real run, the job's config does not carry the hydra node.
         del cfg["hydra"]
         cfg.paths.output_dir = str(output_dir)
-        OmegaConf.resolve(cfg)
+        try:
+            OmegaConf.resolve(cfg)
+        except Exception as error:
+            raise PipelineError(
+                f"{name}: the config with {list(overrides)} does not resolve: {error}"
+            ) from error
     trainer = cfg.trainer
     if "ddp" in str(trainer.get("strategy") or "") or _devices(trainer.get("devices")) > 1:
         raise PipelineError(
@@ -143,7 +157,10 @@ def load_detector(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
             f"({model.class_names})."
         )
     raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    states = [v for v in raw.values() if isinstance(v, dict) and "normalize" in v]
+    # Lightning stores the datamodule's state_dict under the datamodule's class name.
+    states = [
+        v for v in raw.values() if isinstance(v, dict) and {"image_size", "normalize"} <= v.keys()
+    ]
     if not states:
         raise PipelineError(f"{checkpoint} holds no datamodule state (image_size, normalize).")
     state = dict(states[0])
@@ -279,14 +296,14 @@ def check_enough_passed(
     too_small = [c for c, r in ranked.items() if len(r) < minimum]
     if too_small:
         hint = (
-            f"{', '.join(too_small)}: fewer than {minimum} readable images in all; lower "
+            f"{', '.join(too_small)}: fewer than {minimum} readable images in all. Lower "
             "min_per_class=<n> or choose other classes."
         )
     else:
         # passed is p >= threshold: the lowest k-th score, rounded down, keeps k of each.
         kth = [r[minimum - 1] for r in ranked.values()]
         suggestion = max(0.0, math.floor(min(kth) * 1e4) / 1e4)
-        hint = f"a lower threshold keeps {minimum} of every class: threshold={suggestion:g}."
+        hint = f"A lower threshold keeps {minimum} of every class: threshold={suggestion:g}."
     raise PipelineError(
         f"At threshold {threshold:.4g} the detector passed too few images for stage 2 to "
         f"split (min_per_class={minimum}); passed per class: {listing}. {hint}"
@@ -400,7 +417,8 @@ def summary_table(summary: dict[str, Any]) -> Any:
 
 
 def _write_json(summary: dict[str, Any], run_dir: Path) -> None:
-    (run_dir / "pipeline.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    # Not sorted: per-class entries stay in label order, sections in pipeline order.
+    (run_dir / "pipeline.json").write_text(json.dumps(summary, indent=2))
 
 
 # ------------------------------------------------------------------------------ pipeline
@@ -425,8 +443,17 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
         "task_name": str(cfg.task_name),
         "run_dir": str(run_dir),
         "status": "running",
+        "overrides": {
+            "common": common,
+            "stage1": _overrides(cfg.stage1),
+            "stage2": _overrides(cfg.stage2),
+        },
     }
     try:
+        if cfg.threshold is not None and not 0.0 <= float(cfg.threshold) <= 1.0:
+            raise PipelineError(f"threshold={cfg.threshold}: a probability in [0, 1], or null.")
+        if int(cfg.min_per_class) < 1:
+            raise PipelineError(f"min_per_class={cfg.min_per_class}: must be at least 1.")
         # Both compose first: a bad stage-2 override fails before stage 1 trains.
         stage1 = compose_stage("stage1", [*common, *_overrides(cfg.stage1)], run_dir / "stage1")
         stage2 = compose_stage("stage2", [*common, *_overrides(cfg.stage2)], run_dir / "stage2")
