@@ -55,32 +55,20 @@ def test_render_rejects_tiny_size() -> None:
         render_radiograph(np.random.default_rng(0), False, size=4)
 
 
-def test_fracture_changes_the_image_locally() -> None:
-    """The same rng state gives the same limb; the fracture is the only difference."""
-    n_diff = 0
+def test_fracture_changes_the_same_limb() -> None:
+    """The same rng state gives the same limb; the fractured version differs visibly from the
+    intact one but stays far closer to it than an unrelated image is."""
+    same_limb, unrelated, visible = [], [], 0
     for seed in range(20):
-        intact = render_radiograph(np.random.default_rng(seed), False, size=64)
-        broken = render_radiograph(np.random.default_rng(seed), True, size=64)
-        diff = np.abs(intact.astype(int) - broken.astype(int))
-        if diff.max() > 25:
-            n_diff += 1
-        # Background and most of the image are untouched: the change is local to the bone.
-        assert (diff > 3).mean() < 0.4
-    assert n_diff >= 18
-
-
-def test_fractured_class_statistics_differ() -> None:
-    """On average a fracture removes bone (crack/gap) and adds sharp edges across the shaft."""
-    edges = {False: [], True: []}
-    for fractured in (False, True):
-        for seed in range(60):
-            img = render_radiograph(np.random.default_rng(seed), fractured, size=64)
-            lap = cv2.Laplacian(cv2.GaussianBlur(img, (3, 3), 0), cv2.CV_32F)
-            edges[fractured].append(float(np.abs(lap).mean()))
-    intact, broken = np.array(edges[False]), np.array(edges[True])
-    assert broken.mean() > intact.mean()
-    # Paired by seed: the fracture adds edge energy in the large majority of images.
-    assert (broken > intact).mean() > 0.7
+        intact = render_radiograph(np.random.default_rng(seed), False, size=64).astype(float)
+        broken = render_radiograph(np.random.default_rng(seed), True, size=64).astype(float)
+        other = render_radiograph(np.random.default_rng(seed + 1000), False, size=64)
+        visible += int(np.abs(intact - broken).max() > 25)
+        same_limb.append(np.corrcoef(intact.ravel(), broken.ravel())[0, 1])
+        unrelated.append(np.corrcoef(intact.ravel(), other.astype(float).ravel())[0, 1])
+    assert visible >= 18
+    assert np.median(same_limb) > 0.9 > np.median(unrelated)
+    assert min(same_limb) < 0.999  # never identical: the fracture is always drawn
 
 
 # --------------------------------------------------------------------------------------------

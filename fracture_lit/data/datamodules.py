@@ -10,7 +10,7 @@ from typing import Any
 from fracture_lit.data import sources
 from fracture_lit.data.base import FractureDataModule
 from fracture_lit.data.samples import DatasetIndex
-from fracture_lit.data.synthetic import generate_synthetic_dataset
+from fracture_lit.data.synthetic import METADATA_FILE, generate_synthetic_dataset
 
 SYNTHETIC_CLASSES = ("intact", "fractured")
 
@@ -48,7 +48,10 @@ class SyntheticDataModule(FractureDataModule):
 
     def build_index(self) -> DatasetIndex:
         self.prepare_data()  # safe to repeat: reuses what is there, atomic when racing
-        return sources.index_image_folder(self.root, classes=list(SYNTHETIC_CLASSES))
+        index = sources.index_image_folder(self.root, classes=list(SYNTHETIC_CLASSES))
+        # The generator's own metadata file is not a skipped image worth a warning.
+        index.skipped = [(p, why) for p, why in index.skipped if Path(p).name != METADATA_FILE]
+        return index
 
 
 class FracAtlasDataModule(FractureDataModule):
