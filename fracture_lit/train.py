@@ -95,8 +95,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("train", True):
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         results["epochs"] = trainer.current_epoch
-        ckpt_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback\
-            else None
+        ckpt_path = (
+            trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+        )
         if not ckpt_path:
             log.warning("No best checkpoint was saved; evaluating the current weights.")
             ckpt_path = None

@@ -13,8 +13,17 @@ from omegaconf import OmegaConf, open_dict
 from fracture_lit.config import CONFIG_DIR
 from tests.conftest import compose_train
 
-GROUPS = ["data", "model", "optimizer", "scheduler", "callbacks", "logger", "trainer", "debug",
-          "experiment"]
+GROUPS = [
+    "data",
+    "model",
+    "optimizer",
+    "scheduler",
+    "callbacks",
+    "logger",
+    "trainer",
+    "debug",
+    "experiment",
+]
 
 
 def _options(group: str) -> list[str]:
@@ -34,8 +43,11 @@ def test_config_dir_is_the_top_level_conf() -> None:
 def test_every_config_file_composes_and_resolves(group: str, option: str, tmp_path: Path) -> None:
     cfg = compose_train([f"{group}={option}"], tmp_path)
     # Resolving everything catches broken interpolations, not just YAML syntax.
-    resolved = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k])
-                else cfg[k] for k in cfg if k != "hydra"}
+    resolved = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
     assert resolved["model"]["_target_"].endswith("FractureClassifier")
     assert resolved["data"]["_target_"].startswith("fracture_lit.data.")
     if group not in ("experiment", "debug"):

@@ -57,8 +57,10 @@ def test_missing_data_folder_names_the_path(tmp_path: Path) -> None:
 
 def test_unknown_override_key_is_rejected_by_name(tmp_path: Path) -> None:
     result = run_cli(
-        ["-m", "fracture_lit.train", "trainer.max_epoch=1", *TINY], cwd=tmp_path,
-        env={"FRACTURE_LIT_ROOT": str(tmp_path)}, timeout=120,
+        ["-m", "fracture_lit.train", "trainer.max_epoch=1", *TINY],
+        cwd=tmp_path,
+        env={"FRACTURE_LIT_ROOT": str(tmp_path)},
+        timeout=120,
     )
     assert result.returncode != 0
     assert "max_epoch" in result.stderr
@@ -67,8 +69,10 @@ def test_unknown_override_key_is_rejected_by_name(tmp_path: Path) -> None:
 
 def test_unknown_model_config_lists_the_available_ones(tmp_path: Path) -> None:
     result = run_cli(
-        ["-m", "fracture_lit.train", "model=resnet_18"], cwd=tmp_path,
-        env={"FRACTURE_LIT_ROOT": str(tmp_path)}, timeout=120,
+        ["-m", "fracture_lit.train", "model=resnet_18"],
+        cwd=tmp_path,
+        env={"FRACTURE_LIT_ROOT": str(tmp_path)},
+        timeout=120,
     )
     assert result.returncode != 0
     assert "resnet_18" in result.stderr and "resnet18" in result.stderr

@@ -33,12 +33,20 @@ def test_two_phase_unfreezes_the_top_at_the_given_epoch(tmp_path) -> None:
     )
     start = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
     snapshot = _Snapshot()
-    phases = TwoPhaseFinetuning(unfreeze_at_epoch=1, unfreeze_from="layer4", lr=1e-4,
-                                head_lr=2e-4, train_bn=True)
+    phases = TwoPhaseFinetuning(
+        unfreeze_at_epoch=1, unfreeze_from="layer4", lr=1e-4, head_lr=2e-4, train_bn=True
+    )
     trainer = L.Trainer(
-        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=[phases, snapshot], default_root_dir=tmp_path, limit_val_batches=0,
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[phases, snapshot],
+        default_root_dir=tmp_path,
+        limit_val_batches=0,
     )
     trainer.fit(model, DataLoader(data, batch_size=8))
     phase1, phase2 = snapshot.epochs

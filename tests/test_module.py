@@ -25,13 +25,22 @@ def _separable(num_classes: int, n: int = 96, size: int = 32) -> TensorDataset:
 
 def _fit(num_classes: int, tmp_path, **kwargs) -> tuple[FractureClassifier, L.Trainer]:
     model = FractureClassifier(
-        "resnet10t", num_classes=num_classes, in_chans=1,
-        optimizer=partial(torch.optim.Adam, lr=3e-3), n_bootstrap=20, **kwargs,
+        "resnet10t",
+        num_classes=num_classes,
+        in_chans=1,
+        optimizer=partial(torch.optim.Adam, lr=3e-3),
+        n_bootstrap=20,
+        **kwargs,
     )
     data = _separable(num_classes)
     trainer = L.Trainer(
-        max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
         num_sanity_val_steps=0,
     )
     loader = DataLoader(data, batch_size=16, shuffle=True)

@@ -18,8 +18,9 @@ def _sweep(tmp_path: Path) -> Path:
 
 
 def _jobs(sweep: Path) -> list[Path]:
-    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()),
-                  key=lambda p: int(p.name))
+    return sorted(
+        (p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    )
 
 
 def _n_split(run: Path, split: str) -> int:
@@ -34,7 +35,9 @@ def _metrics(job: Path) -> dict:
 def _run_sweep(tmp_path: Path, synthetic_root: Path, *overrides: str, timeout: int = 900):
     result = run_cli(
         ["-m", "fracture_lit.train", "-m", f"data.root={synthetic_root}", *TINY, *overrides],
-        cwd=tmp_path, env={"FRACTURE_LIT_ROOT": str(tmp_path)}, timeout=timeout,
+        cwd=tmp_path,
+        env={"FRACTURE_LIT_ROOT": str(tmp_path)},
+        timeout=timeout,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return _sweep(tmp_path)
@@ -49,8 +52,13 @@ def test_joblib_sweep_runs_jobs_in_parallel_processes(tmp_path, synthetic_root) 
 
 
 def test_submitit_local_sweep(tmp_path, synthetic_root) -> None:
-    sweep = _run_sweep(tmp_path, synthetic_root, "hydra/launcher=submitit_local", "seed=1,2",
-                       "hydra.launcher.timeout_min=20")
+    sweep = _run_sweep(
+        tmp_path,
+        synthetic_root,
+        "hydra/launcher=submitit_local",
+        "seed=1,2",
+        "hydra.launcher.timeout_min=20",
+    )
     jobs = _jobs(sweep)
     assert len(jobs) == 2
     assert all(_metrics(j)["status"] == "done" for j in jobs)
@@ -58,8 +66,13 @@ def test_submitit_local_sweep(tmp_path, synthetic_root) -> None:
 
 
 def test_optuna_sweeper_searches_and_reads_the_objective(tmp_path, synthetic_root) -> None:
-    sweep = _run_sweep(tmp_path, synthetic_root, "hparams_search=optuna",
-                       "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2")
+    sweep = _run_sweep(
+        tmp_path,
+        synthetic_root,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+    )
     jobs = _jobs(sweep)
     assert len(jobs) == 2
     lrs = {_metrics(j)["status"] for j in jobs}
@@ -71,9 +84,18 @@ def test_optuna_sweeper_searches_and_reads_the_objective(tmp_path, synthetic_roo
 @pytest.mark.ddp
 def test_ddp_single_run_one_folder_full_validation(tmp_path, synthetic_root) -> None:
     result = run_cli(
-        ["-m", "fracture_lit.train", f"data.root={synthetic_root}", *TINY, "trainer=ddp",
-         "trainer.accelerator=cpu", "trainer.devices=2"],
-        cwd=tmp_path, env={"FRACTURE_LIT_ROOT": str(tmp_path)}, timeout=900,
+        [
+            "-m",
+            "fracture_lit.train",
+            f"data.root={synthetic_root}",
+            *TINY,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+        ],
+        cwd=tmp_path,
+        env={"FRACTURE_LIT_ROOT": str(tmp_path)},
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     runs = list((tmp_path / "outputs").glob("*/*"))
@@ -91,8 +113,14 @@ def test_ddp_single_run_one_folder_full_validation(tmp_path, synthetic_root) -> 
 
 @pytest.mark.ddp
 def test_ddp_inside_multirun_does_not_rerun_the_sweep(tmp_path, synthetic_root) -> None:
-    sweep = _run_sweep(tmp_path, synthetic_root, "model=resnet18,mobilenetv2_100", "trainer=ddp",
-                       "trainer.accelerator=cpu", "trainer.devices=2")
+    sweep = _run_sweep(
+        tmp_path,
+        synthetic_root,
+        "model=resnet18,mobilenetv2_100",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+    )
     jobs = _jobs(sweep)
     assert [j.name for j in jobs] == ["0", "1"]
     assert not (tmp_path / "outputs").exists()  # children did not start runs of their own

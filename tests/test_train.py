@@ -26,15 +26,24 @@ def test_run_writes_the_run_folder(tiny_cfg, tmp_path: Path) -> None:
     assert summary["status"] == "done"
     for stage in ("val", "test"):
         metrics = summary[stage]["metrics"]
-        for key in ("acc", "balanced_acc", "precision", "recall", "specificity", "f1", "auroc",
-                    "kappa"):
+        for key in (
+            "acc",
+            "balanced_acc",
+            "precision",
+            "recall",
+            "specificity",
+            "f1",
+            "auroc",
+            "kappa",
+        ):
             assert 0.0 <= metrics[f"{stage}/{key}"] <= 1.0 or key == "kappa"
         cm = summary[stage]["confusion_matrix"]
         assert sum(map(sum, cm)) == summary[stage]["n"]
     assert 0.0 <= summary["val"]["metrics"]["val/youden_threshold"] <= 1.0
     # The test threshold is the one chosen on validation, never on test.
     assert summary["test"]["metrics"]["test/threshold"] == pytest.approx(
-        summary["val"]["metrics"]["val/youden_threshold"], abs=1e-6)
+        summary["val"]["metrics"]["val/youden_threshold"], abs=1e-6
+    )
     low, high = summary["test"]["ci95"]["auroc"][1:]
     assert low <= summary["test"]["ci95"]["auroc"][0] <= high
     manifest = list(csv.DictReader((out / "split_manifest.csv").open()))
@@ -72,8 +81,14 @@ def test_local_weights_file_loads_through_the_config(tiny_cfg, tmp_path: Path) -
 
 def test_multirun_writes_one_folder_per_job(tmp_path: Path, synthetic_root: Path) -> None:
     result = run_cli(
-        ["-m", "fracture_lit.train", "-m", "model=resnet18,mobilenetv2_100",
-         f"data.root={synthetic_root}", *TINY],
+        [
+            "-m",
+            "fracture_lit.train",
+            "-m",
+            "model=resnet18,mobilenetv2_100",
+            f"data.root={synthetic_root}",
+            *TINY,
+        ],
         cwd=tmp_path,
         env={"FRACTURE_LIT_ROOT": str(tmp_path)},
     )

@@ -30,8 +30,9 @@ def modules_from(model: nn.Module, start: str | None) -> list[nn.Module]:
                 f"{', '.join(tops)} (nested names like {tops[0]}.0 work too)."
             )
         first = next((i for i, n in enumerate(names) if n.startswith(start + ".")), len(names))
-    owners = dict.fromkeys(n.rsplit(".", 1)[0] if "." in n else "" for n in names[first:]
-                           if n not in head)
+    owners = dict.fromkeys(
+        n.rsplit(".", 1)[0] if "." in n else "" for n in names[first:] if n not in head
+    )
     return [model.get_submodule(owner) for owner in owners]
 
 
@@ -79,5 +80,8 @@ class TwoPhaseFinetuning(BaseFinetuning):
         trainable = sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad)
         log.info(
             "Phase 2 from epoch %d: unfroze %s (%d trainable parameters) at lr %g",
-            current_epoch, self.unfreeze_from or "the whole backbone", trainable, self.lr,
+            current_epoch,
+            self.unfreeze_from or "the whole backbone",
+            trainable,
+            self.lr,
         )

@@ -55,10 +55,19 @@ def collate_images(batch: list[tuple[np.ndarray, int]]) -> list[torch.Tensor]:
 class CachedImageDataset(Dataset):
     """Rows of the decoded-image cache, augmented on the fly."""
 
-    def __init__(self, array: np.ndarray, rows: Sequence[int], labels: Sequence[int],
-                 transform: ImageTransform) -> None:
-        self.array, self.rows, self.labels, self.transform = array, list(rows), list(labels),\
-            transform
+    def __init__(
+        self,
+        array: np.ndarray,
+        rows: Sequence[int],
+        labels: Sequence[int],
+        transform: ImageTransform,
+    ) -> None:
+        self.array, self.rows, self.labels, self.transform = (
+            array,
+            list(rows),
+            list(labels),
+            transform,
+        )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -71,8 +80,14 @@ class CachedImageDataset(Dataset):
 class DecodingImageDataset(Dataset):
     """Decodes each file on every access: the uncached path (and the benchmark baseline)."""
 
-    def __init__(self, paths: Sequence[str], labels: Sequence[int], size: int, mode: str,
-                 transform: ImageTransform) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int],
+        size: int,
+        mode: str,
+        transform: ImageTransform,
+    ) -> None:
         self.paths, self.labels, self.size, self.mode = list(paths), list(labels), size, mode
         self.transform = transform
 
@@ -197,7 +212,8 @@ class FractureDataModule(L.LightningDataModule):
             samples = self._keep_subset(samples)
         if self.index.skipped:
             log.warning(
-                "Skipped %d non-image files: %s", len(self.index.skipped),
+                "Skipped %d non-image files: %s",
+                len(self.index.skipped),
                 "; ".join(f"{p} ({why})" for p, why in self.index.skipped[:10]),
             )
         if self.manifest_in is not None:
@@ -247,7 +263,10 @@ class FractureDataModule(L.LightningDataModule):
                 )
             else:
                 self.datasets[split] = DecodingImageDataset(
-                    [s.path for s in members], labels, self.image_size, self.resize_mode,
+                    [s.path for s in members],
+                    labels,
+                    self.image_size,
+                    self.resize_mode,
                     transform,
                 )
         if "train" not in self.datasets or "val" not in self.datasets:
@@ -277,7 +296,9 @@ class FractureDataModule(L.LightningDataModule):
         kept = [s for s in samples if str(Path(s.path).resolve()) in wanted]
         log.info(
             "data.subset_file keeps %d of %d images (%d dropped).",
-            len(kept), len(samples), len(samples) - len(kept),
+            len(kept),
+            len(samples),
+            len(samples) - len(kept),
         )
         return kept
 
@@ -384,7 +405,8 @@ class FractureDataModule(L.LightningDataModule):
             "resize_mode": self.resize_mode,
             "in_chans": self.in_chans,
             "normalize": self.normalize,
-            "preprocess": self.preprocess if isinstance(self.preprocess, str | None)
+            "preprocess": self.preprocess
+            if isinstance(self.preprocess, str | None)
             else list(self.preprocess),
         }
 

@@ -215,6 +215,8 @@ def _build(
         if failed:
             bad.append(index)
     tmp_meta = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps({"size": size, "mode": mode, "notes": notes, "bad": sorted(bad)}))
+    tmp_meta.write_text(
+        json.dumps({"size": size, "mode": mode, "notes": notes, "bad": sorted(bad)})
+    )
     os.replace(tmp_meta, meta_path)
     os.replace(tmp, array_path)

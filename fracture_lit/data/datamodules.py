@@ -86,8 +86,9 @@ class BoneBreakDataModule(FractureDataModule):
 
     dataset_name = "bone_break"
 
-    def __init__(self, root: str | Path, *, classes: Sequence[str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, root: str | Path, *, classes: Sequence[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(root, **kwargs)
         self.class_subset = list(classes) if classes else None
 
@@ -100,8 +101,9 @@ class ImageFolderDataModule(FractureDataModule):
 
     dataset_name = "image_folder"
 
-    def __init__(self, root: str | Path, *, classes: Sequence[str] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, root: str | Path, *, classes: Sequence[str] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(root, **kwargs)
         self.class_subset = list(classes) if classes else None
 

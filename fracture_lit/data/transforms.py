@@ -69,8 +69,9 @@ class JetColourMap(A.ImageOnlyTransform):
 
     def apply(self, img: np.ndarray, **params: object) -> np.ndarray:
         grey = img if img.ndim == 2 else img[..., 0]
-        return cv2.cvtColor(cv2.applyColorMap(np.ascontiguousarray(grey), cv2.COLORMAP_JET),
-                            cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(
+            cv2.applyColorMap(np.ascontiguousarray(grey), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
+        )
 
 
 PREPROCESS: dict[str, Callable[[], A.BasicTransform]] = {

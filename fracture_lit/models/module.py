@@ -28,8 +28,16 @@ from fracture_lit.models.freeze import freeze_backbone, set_frozen_bn_eval
 warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
 
 STAGES = ("train", "val", "test")
-BOOTSTRAP_KEYS = ("acc", "balanced_acc", "precision", "recall", "specificity", "f1", "auroc",
-                  "kappa")
+BOOTSTRAP_KEYS = (
+    "acc",
+    "balanced_acc",
+    "precision",
+    "recall",
+    "specificity",
+    "f1",
+    "auroc",
+    "kappa",
+)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -273,9 +281,7 @@ class FractureClassifier(L.LightningModule):
             values = binary_metrics_at_threshold(s, t, threshold)
             return {key: values[key] for key in keys}
 
-        intervals = bootstrap_cis(
-            scores, targets, metrics, n_boot=self.hparams.n_bootstrap, seed=0
-        )
+        intervals = bootstrap_cis(scores, targets, metrics, n_boot=self.hparams.n_bootstrap, seed=0)
         return {key: list(interval) for key, interval in intervals.items()}
 
     def on_train_epoch_end(self) -> None:
