@@ -11,7 +11,7 @@ UV_FLAGS := --python $(PY) --compile-bytecode $(if $(FIND_LINKS),--find-links $(
 # Without bytecode every `import lightning` costs ~20 s instead of ~7 s.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install train test test-all lint format bench clean
+.PHONY: help install train test test-all lint format bench browser clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -36,6 +36,21 @@ test-all: $(STAMP) ## Run every test, slow ones included
 
 bench: $(STAMP) ## Loader benchmark on the real FracAtlas sample -> bench_results/loader.json
 	$(PY) benchmarks/bench_loader.py --out bench_results/loader.json
+
+browser: ## Install Debian's chromium (apt-get, sudo when not root) for the report.html screenshot test
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "chromium already installed: /usr/bin/chromium"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif command -v sudo > /dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "make browser: /usr/bin/chromium is missing and this is neither root nor a user" \
+			"with sudo; install Debian's chromium (apt-get install -y chromium) as root." \
+			"Without it tests/test_html_report.py skips its screenshot test." >&2; \
+		exit 1; \
+	fi
+	@test -x /usr/bin/chromium || { echo "make browser: apt-get did not provide /usr/bin/chromium" >&2; exit 1; }
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check fracture_lit tests

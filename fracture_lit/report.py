@@ -1,4 +1,4 @@
-"""One table for a whole sweep: ``python -m fracture_lit.report <multirun folder> [--out DIR]``.
+"""Reports: ``python -m fracture_lit.report <sweep or run folder> [--out DIR] [--no-html]``.
 
 Every job of a sweep writes its own ``metrics.json`` (see :func:`fracture_lit.train.run`);
 comparing twelve jobs means opening twelve files. This module reads every numbered job
@@ -10,9 +10,16 @@ folder of a sweep and writes
   reported number beside each metric when the job's config carries a ``paper:`` block) and,
   when jobs differ only in ``seed=``, a "mean ± sd over seeds" table;
 
-and prints the tables on the console. It only reads files, so it stays fast: torch and
-lightning are never imported. A sweep with failed jobs is still reported (exit 0); only a
-folder that does not exist or holds no job folder is an error (exit 2).
+* ``report.html``: one self-contained page (tables, comparison chart, each job's confusion
+  matrices, learning curves and Grad-CAM gallery; :mod:`fracture_lit.review.html`), plus a
+  ``report.html`` in every job folder, linked from it. Images are embedded and nothing is
+  loaded from the network, so it can be opened offline and patient images stay local;
+
+and prints the tables on the console. Given a run, evaluation or sweep-job folder (one that
+holds ``metrics.json``) instead, it writes that folder's ``report.html`` only. It only reads
+files, so it stays fast: torch and lightning are never imported. A sweep with failed jobs
+is still reported (exit 0); only a folder that does not exist or holds no job folder is an
+error (exit 2).
 
 :class:`fracture_lit.utils.hydra_callbacks.WriteSweepReport` runs it at the end of every
 sweep, so ``python -m fracture_lit.train -m ...`` ends with the table.
@@ -42,6 +49,7 @@ __all__ = [
     "SeedGroup",
     "csv_columns",
     "find_job_dirs",
+    "is_run_folder",
     "load_job",
     "load_jobs",
     "main",
@@ -173,6 +181,8 @@ class ReportPaths:
     csv: Path
     markdown: Path
     jobs: list[JobResult]
+    #: The sweep's report.html (None with ``html=False``); each job folder has its own.
+    html: Path | None = None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -418,9 +428,12 @@ def _paper(cfg: dict[str, Any], backbone: str | None, choices: dict[str, Any]) -
 
 
 def load_job(job_dir: Path) -> JobResult:
-    """Read one job folder; never raises on a broken or half-written folder."""
+    """Read one job folder; never raises on a broken or half-written folder.
+
+    A single run's folder (``<time>_<id>``, not numbered) reads the same way, as job 0.
+    """
     job_dir = Path(job_dir)
-    num = int(job_dir.name)
+    num = int(job_dir.name) if job_dir.name.isdigit() else 0
     summary: dict[str, Any] = {}
     metrics_file = job_dir / "metrics.json"
     error = ""
@@ -761,11 +774,14 @@ def write_report(
     out: Path | str | None = None,
     console: Any | None = None,
     show: bool = True,
+    html: bool = True,
 ) -> ReportPaths:
-    """Write ``results.csv`` and ``results.md`` for a sweep (into ``out`` or the sweep folder).
+    """Write ``results.csv``, ``results.md`` and ``report.html`` for a sweep.
 
-    Prints the tables and the written paths with rich unless ``show`` is false (``console``
-    redirects them). Raises :class:`ReportError` when the folder has no job to report.
+    They go into ``out`` or the sweep folder; with ``html`` every job folder also gets its
+    own ``report.html``. Prints the tables and the written paths with rich unless ``show``
+    is false (``console`` redirects them). Raises :class:`ReportError` when the folder has
+    no job to report.
     """
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     jobs = load_jobs(sweep_dir)
@@ -778,6 +794,12 @@ def write_report(
         writer.writeheader()
         writer.writerows(_csv_row(j) for j in jobs)
     md_path.write_text(markdown_report(sweep_dir, jobs, groups) + "\n")
+    html_path = None
+    if html:
+        # Imported here: matplotlib is only needed for the page, not for the tables.
+        from fracture_lit.review.html import write_sweep_report_html
+
+        html_path = write_sweep_report_html(sweep_dir, out_dir / "report.html", jobs=jobs)
     if show:
         if console is None:
             from rich.console import Console
@@ -791,26 +813,73 @@ def write_report(
                 + ", ".join(str(j.num) for j in failed)
             )
         console.print(f"Wrote {csv_path}\nWrote {md_path}", highlight=False)
-    return ReportPaths(csv=csv_path, markdown=md_path, jobs=jobs)
+        if html_path is not None:
+            console.print(
+                f"Wrote {html_path} (and report.html in each of the {len(jobs)} job folders)",
+                highlight=False,
+            )
+    return ReportPaths(csv=csv_path, markdown=md_path, jobs=jobs, html=html_path)
 
 
 # ----------------------------------------------------------------------------- CLI
+def is_run_folder(folder: Path) -> bool:
+    """A single run, evaluation or sweep-job folder rather than a sweep.
+
+    Such a folder holds ``metrics.json``, or (a job that died before writing it) its config
+    without any numbered job folder below.
+    """
+    folder = Path(folder)
+    if (folder / "metrics.json").is_file():
+        return True
+    has_config = (folder / "config.yaml").is_file() or (folder / ".hydra").is_dir()
+    return has_config and folder.is_dir() and not find_job_dirs(folder)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 once the report is written (failed jobs included), 2 when there is nothing."""
     parser = argparse.ArgumentParser(
         prog="python -m fracture_lit.report",
-        description="Tabulate a sweep: one row per job (status, metrics with 95%% intervals, "
-        "the paper's numbers), mean ± sd over seeds; writes results.csv and results.md.",
+        description="Report on a sweep or a single run. A sweep folder gets one row per job "
+        "(status, metrics with 95% intervals, the paper's numbers) and mean ± sd over seeds "
+        "in results.csv and results.md, plus a self-contained report.html (and one in each "
+        "job folder). A run, evaluation or sweep-job folder (it holds metrics.json) gets its "
+        "report.html. The HTML embeds its images and loads nothing: open it offline in any "
+        "browser.",
     )
     parser.add_argument(
-        "sweep_dir", type=Path, help="a multirun folder: multirun_outputs/<date>/<time>_<id>"
+        "folder",
+        type=Path,
+        help="a sweep (multirun_outputs/<date>/<time>_<id>), a run "
+        "(outputs/<date>/<time>_<id>), a sweep's job folder (.../<num>) or an eval folder",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="write the files here instead of the sweep folder"
+        "--out",
+        type=Path,
+        default=None,
+        help="write the files into this folder instead of the one reported on",
+    )
+    parser.add_argument(
+        "--no-html",
+        dest="html",
+        action="store_false",
+        help="skip report.html (a sweep then gets results.csv and results.md only)",
     )
     args = parser.parse_args(argv)
+    folder = args.folder.expanduser()
     try:
-        write_report(args.sweep_dir, out=args.out)
+        if is_run_folder(folder):
+            if not args.html:
+                print(
+                    f"error: {folder} is a run folder: --no-html leaves nothing to write",
+                    file=sys.stderr,
+                )
+                return 2
+            from fracture_lit.review.html import write_run_report
+
+            out = args.out / "report.html" if args.out else None
+            print(f"Wrote {write_run_report(folder, out)}")
+        else:
+            write_report(folder, out=args.out, html=args.html)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

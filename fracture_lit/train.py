@@ -34,6 +34,50 @@ def _job_name(cfg: DictConfig) -> str:
     return str(cfg.task_name)
 
 
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def wandb_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Name, group and (on resume) id of the job's W&B run.
+
+    * name: the job's overrides (``model=resnet18,seed=1``), so sweep runs tell themselves
+      apart in the dashboard;
+    * group: ``logger.wandb.group`` when set, else the task name, plus the sweep's id in a
+      multirun, so two sweeps of the same task never share a group;
+    * id: resuming from a checkpoint continues the W&B run that wrote it.
+    """
+    conf = cfg.logger.wandb
+    group = conf.get("group")
+    if not group:
+        group = str(cfg.task_name)
+        if _is_multirun():
+            from hydra.core.hydra_config import HydraConfig
+
+            group = f"{group}-{Path(HydraConfig.get().sweep.dir).name}"
+    out: dict[str, Any] = {"name": conf.get("name") or _job_name(cfg), "group": group}
+    if cfg.get("ckpt_path") and not conf.get("id"):
+        run_id = checkpoint_wandb_id(cfg.ckpt_path)
+        if run_id:
+            out.update(id=run_id, resume="allow")
+            log.info("W&B: resuming run %s from %s", run_id, cfg.ckpt_path)
+    return out
+
+
+def checkpoint_wandb_id(ckpt_path: str) -> str | None:
+    """The W&B run id a checkpoint was written under (read with weights_only=True)."""
+    import torch
+
+    try:
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, ValueError):
+        return None  # the fit itself reports an unreadable checkpoint
+    return (checkpoint.get("fracture_lit") or {}).get("wandb_run_id")
+
+
 def _loggers(cfg: DictConfig) -> list[Any]:
     from fracture_lit.utils.environment import configure_wandb_mode
     from fracture_lit.utils.instantiate import instantiate_group
@@ -41,7 +85,7 @@ def _loggers(cfg: DictConfig) -> list[Any]:
     extra: dict[str, dict[str, Any]] = {}
     if cfg.get("logger") and "wandb" in cfg.logger:
         configure_wandb_mode()
-        extra["wandb"] = {"name": cfg.logger.wandb.get("name") or _job_name(cfg)}
+        extra["wandb"] = wandb_settings(cfg)
     return instantiate_group(cfg.get("logger"), **extra)
 
 
@@ -126,9 +170,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     In a sweep a failed job is recorded and the sweep goes on; a single run re-raises.
     """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+    from fracture_lit.review.html import try_write_run_report
     from fracture_lit.utils.distributed import (
         global_rank,
         job_environment,
@@ -139,7 +181,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     started = time.time()
     results: dict[str, Any] = {"job": _job_name(cfg), "backbone": cfg.model.get("backbone")}
-    is_multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    is_multirun = _is_multirun()
     rank_zero = global_rank() == 0
     try:
         with job_environment():
@@ -159,6 +201,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if rank_zero:
             output_dir.mkdir(parents=True, exist_ok=True)
             write_summary(results, output_dir)
+            try_write_run_report(output_dir)
     if rank_zero and results["status"] == "done" and "val" in results:
         print_summary(results, title=f"fracture_lit · {results['job']}")
         log.info("Run folder: %s", output_dir)
@@ -177,14 +220,20 @@ def _first_line(error: BaseException) -> str:
 
 
 def _finish_wandb() -> None:
-    """Close a live W&B run so the next sweep job starts its own instead of merging."""
+    """Close a live W&B run so the next sweep job starts its own instead of merging; an
+    offline run says how to upload it."""
     import sys
 
     if "wandb" in sys.modules:
         import wandb
 
-        if wandb.run is not None:
+        run = wandb.run
+        if run is not None:
+            offline = bool(run.offline)
+            run_dir = Path(run.dir).parent
             wandb.finish()
+            if offline:
+                log.info("W&B run recorded offline; upload it with: wandb sync %s", run_dir)
 
 
 def objective(results: dict[str, Any], monitor: str) -> float:

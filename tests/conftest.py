@@ -19,12 +19,8 @@ from fracture_lit.config import CONFIG_DIR, register_resolvers
 REPO_ROOT = Path(__file__).resolve().parents[1]
 register_resolvers()
 
-# A tiny synthetic task: enough to exercise every stage in a few seconds on 2 cores.
-TINY = [
-    "data.n_per_class=24",
-    "data.render_size=64",
-    "data.image_size=32",
-    "data.batch_size=16",
+# One CPU epoch without the console widgets: what every test run shares.
+QUICK_TRAINER = [
     "trainer.max_epochs=1",
     "trainer.accelerator=cpu",
     "trainer.enable_model_summary=false",
@@ -33,6 +29,16 @@ TINY = [
     "~callbacks.model_summary",
     "model.n_bootstrap=50",
 ]
+# A tiny synthetic task: enough to exercise every stage in a few seconds on 2 cores.
+TINY = [
+    "data.n_per_class=24",
+    "data.render_size=64",
+    "data.image_size=32",
+    "data.batch_size=16",
+    *QUICK_TRAINER,
+]
+# The same for the real dataset samples: a small from-scratch ResNet-18.
+REAL_SMALL = ["model=resnet18", "model.pretrained=false", *QUICK_TRAINER]
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +49,15 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose conf/train.yaml like `python -m fracture_lit.train` would, into output_dir."""
+    return compose_entry("train", overrides, output_dir)
+
+
+def compose_entry(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose an entry config (train, eval, predict, ...) as its `python -m` would."""
     GlobalHydra.instance().clear()
     os.environ["FRACTURE_LIT_ROOT"] = str(output_dir)
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
         # As in a real run, the job's config does not carry the hydra node.

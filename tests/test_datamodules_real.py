@@ -23,7 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from fracture_lit.data.base import FractureDataModule, TooManyBadImagesError
 from fracture_lit.data.sources import DatasetLayoutError
-from tests.conftest import compose_train, run_cli
+from tests.conftest import REAL_SMALL, compose_train, run_cli
 
 FRACATLAS, MULTIREGION, BONE_BREAK = (
     "FracAtlas",
@@ -34,16 +34,8 @@ TRUNCATED = ("IMG0004028.jpg", "IMG0004154.jpg", "IMG0004259.jpg")
 PAPER_C_CLASSES = ["Fracture Dislocation", "Comminuted fracture", "Pathological fracture"]
 # TINY's trainer and callback settings (conftest), for real data instead of synthetic.
 SMALL_RUN = [
-    "model=resnet18",
-    "model.pretrained=false",
-    "model.n_bootstrap=50",
-    "trainer.max_epochs=1",
-    "trainer.accelerator=cpu",
-    "trainer.enable_model_summary=false",
-    "trainer.num_sanity_val_steps=0",
+    *REAL_SMALL,
     "+trainer.limit_train_batches=3",  # not in conf/trainer: appended
-    "~callbacks.rich_progress_bar",
-    "~callbacks.model_summary",
     "data.image_size=64",
 ]
 

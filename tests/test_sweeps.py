@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, run_cli
+from tests.wandb_records import read_offline_run
 
 
 def _sweep(tmp_path: Path) -> Path:
@@ -83,6 +84,7 @@ def test_optuna_sweeper_searches_and_reads_the_objective(tmp_path, synthetic_roo
 
 @pytest.mark.ddp
 def test_ddp_single_run_one_folder_full_validation(tmp_path, synthetic_root) -> None:
+    no_login = {"WANDB_API_KEY": "", "NETRC": str(tmp_path / "none"), "HOME": str(tmp_path)}
     result = run_cli(
         [
             "-m",
@@ -92,9 +94,10 @@ def test_ddp_single_run_one_folder_full_validation(tmp_path, synthetic_root) -> 
             "trainer=ddp",
             "trainer.accelerator=cpu",
             "trainer.devices=2",
+            "logger=wandb",
         ],
         cwd=tmp_path,
-        env={"FRACTURE_LIT_ROOT": str(tmp_path)},
+        env={"FRACTURE_LIT_ROOT": str(tmp_path), **no_login},
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -109,6 +112,11 @@ def test_ddp_single_run_one_folder_full_validation(tmp_path, synthetic_root) -> 
     assert sorted(p.name for p in (run / "checkpoints").iterdir())[-1] == "last.ckpt"
     assert len(list((run / "checkpoints").glob("epoch_*.ckpt"))) == 1
     assert (run / "train_ddp_process_1.log").exists()  # rank 1 ran, in the same folder
+    # Only rank 0 logs: one W&B run, one review (every validation image in it once).
+    [wandb_run] = list((run / "wandb").glob("offline-run-*"))
+    assert "val/gradcam/_type" in read_offline_run(wandb_run).history_keys
+    with (run / "review" / "val" / "predictions.csv").open() as handle:
+        assert sum(1 for _ in csv.DictReader(handle)) == n_val
 
 
 @pytest.mark.ddp

@@ -332,3 +332,10 @@ class FractureClassifier(L.LightningModule):
             "in_chans": int(self.hparams.in_chans),
             "decision_threshold": float(self.decision_threshold),
         }
+        # Resuming from this checkpoint continues the same W&B run (see train.wandb_settings).
+        from lightning.pytorch.loggers import WandbLogger
+
+        trainer = self._trainer
+        for logger in trainer.loggers if trainer is not None else ():
+            if isinstance(logger, WandbLogger) and logger.version:
+                checkpoint["fracture_lit"]["wandb_run_id"] = str(logger.version)

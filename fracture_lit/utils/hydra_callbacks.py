@@ -17,7 +17,8 @@ log = logging.getLogger("fracture_lit.report")
 
 
 class WriteSweepReport(Callback):
-    """Write ``results.csv`` / ``results.md`` into the sweep folder when a sweep ends.
+    """Write ``results.csv`` / ``results.md`` / ``report.html`` into the sweep folder when a
+    sweep ends (and a ``report.html`` into every job folder; ``html=False`` skips them).
 
     ``on_multirun_end`` runs in the launching process once every job has returned, with any
     launcher (basic, joblib, submitit), so the sweep ends with its table on the console. A
@@ -25,9 +26,10 @@ class WriteSweepReport(Callback):
     are logged as a warning and ``python -m fracture_lit.report <folder>`` can be rerun.
     """
 
-    def __init__(self, out: str | None = None, show: bool = True) -> None:
+    def __init__(self, out: str | None = None, show: bool = True, html: bool = True) -> None:
         self.out = out
         self.show = show
+        self.html = html
         self._sweep_dir: str | None = None
 
     @staticmethod
@@ -54,7 +56,7 @@ class WriteSweepReport(Callback):
                 sweep_dir = self._resolve_sweep_dir(config)
             from fracture_lit.report import write_report
 
-            write_report(sweep_dir, out=self.out, show=self.show)
+            write_report(sweep_dir, out=self.out, show=self.show, html=self.html)
         except Exception as error:  # noqa: BLE001 - a report never fails the sweep
             log.warning(
                 "Could not write the sweep report for %s: %s: %s (rerun it with "

@@ -39,14 +39,18 @@ def metrics_table(results: dict[str, Any], title: str) -> Table:
     """Validation (best checkpoint) beside test, with bootstrap 95% intervals."""
     table = Table(title=title, title_style="bold")
     table.add_column("metric")
-    stages = [s for s in ("val", "test") if s in results]
+    stages = [s for s in ("val", "test", "eval") if s in results]
+    labels = {
+        "val": "validation, best ckpt (95% CI)",
+        "test": "test (95% CI)",
+        "eval": f"{results.get('split', 'eval')} at threshold {results.get('threshold', 0.5):.3f} (95% CI)",
+    }
     for stage in stages:
-        label = "validation, best ckpt (95% CI)" if stage == "val" else "test (95% CI)"
-        table.add_column(label, justify="right")
+        table.add_column(labels[stage], justify="right")
     for key, label in TABLE_ROWS:
         cells = []
         for stage in stages:
-            value = results[stage]["metrics"].get(f"{stage}/{key}")
+            value = results[stage].get("metrics", {}).get(f"{stage}/{key}")
             cells.append(_fmt(value) + _ci(results[stage], key))
         table.add_row(label, *cells)
     val = results.get("val", {}).get("metrics", {})

@@ -1,0 +1,94 @@
+"""Review artefacts of the best checkpoint: curves, confusion matrix, Grad-CAM, mistakes.
+
+After fitting, ``train`` evaluates the best checkpoint on validation and test; this
+callback runs right then (not every epoch), on rank 0 only, with the weights that are
+reported. It writes ``<run folder>/review/`` (see :mod:`fracture_lit.review.artifacts`) and,
+when the run logs to W&B, the same confusion matrix, ROC/PR curves, Grad-CAM gallery and
+misclassified-image table into the W&B run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+
+class ReviewCallback(Callback):
+    """Write (and log to W&B) the review of each split in ``splits`` once it is evaluated."""
+
+    def __init__(
+        self,
+        output_dir: str,
+        splits: Sequence[str] = ("val", "test"),
+        n_fixed: int = 8,
+        n_worst: int = 8,
+        gradcam: bool = True,
+        target_layer: str | None = None,
+        log_to_wandb: bool = True,
+        batch_size: int = 64,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.splits = tuple(splits)
+        self.n_fixed, self.n_worst = int(n_fixed), int(n_worst)
+        self.gradcam, self.target_layer = gradcam, target_layer
+        self.log_to_wandb, self.batch_size = log_to_wandb, int(batch_size)
+        self.written: dict[str, object] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Only the evaluation of the chosen checkpoint, not every epoch of fitting.
+        if trainer.state.fn == "validate" and not trainer.sanity_checking:
+            self._review(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._review(trainer, pl_module, "test")
+
+    def _review(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        datamodule = trainer.datamodule
+        if split not in self.splits or not trainer.is_global_zero or datamodule is None:
+            return
+        if not datamodule.has_split(split) or trainer.fast_dev_run:
+            return
+        from fracture_lit.inference import InputPipeline
+        from fracture_lit.review.artifacts import write_review
+        from fracture_lit.review.predictions import predict_split
+
+        # Lightning evaluates under inference_mode, which Grad-CAM's backward cannot run in.
+        with torch.inference_mode(False):
+            pred = predict_split(
+                pl_module,
+                datamodule,
+                split,
+                list(pl_module.class_names),
+                threshold=float(pl_module.decision_threshold),
+                batch_size=self.batch_size,
+            )
+            files = write_review(
+                pred,
+                self.output_dir,
+                net=pl_module.net if self.gradcam else None,
+                pipeline=InputPipeline.from_datamodule(datamodule),
+                n_fixed=self.n_fixed,
+                n_worst=self.n_worst,
+                target_layer=self.target_layer,
+            )
+        self.written[split] = files
+        log.info("Review of %s written to %s", split, self.output_dir)
+        if self.log_to_wandb:
+            self._log_wandb(trainer, pred, files)
+
+    @staticmethod
+    def _log_wandb(trainer: L.Trainer, pred: object, files: object) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                from fracture_lit.review.wandb_log import log_review
+
+                log_review(logger.experiment, pred, files)

@@ -1,0 +1,397 @@
+"""Export a trained checkpoint: ``python -m fracture_lit.export ckpt_path=... [format=onnx]``.
+
+Composes ``conf/export.yaml``, rebuilds the model with
+:func:`~fracture_lit.models.loading.load_checkpoint` and writes an ONNX graph that takes the
+normalised float batch ``images`` (N, in_chans, S, S), N dynamic, and returns ``probs``
+(softmax) and ``logits``. Everything a deployment needs to preprocess and threshold without
+the checkpoint goes into the model's ``metadata_props`` (JSON strings): class names,
+decision threshold, image size, resize mode, normalisation mean/std, channels, backbone and
+source checkpoint.
+
+An exported file nobody compared with PyTorch is a guess, so by default the export is run
+with ONNX Runtime (CPU) and PyTorch on the same random batch, of another size than the one
+traced, and fails when they differ by more than ``atol``. ``export.json`` beside the model
+records the result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from fracture_lit.config import CONFIG_DIR, register_resolvers
+
+log = logging.getLogger("fracture_lit.export")
+register_resolvers()
+
+FORMATS = ("onnx",)
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("probs", "logits")
+REPORT_NAME = "export.json"
+# Bumped when the meaning of a metadata key changes, so deployments can tell.
+METADATA_VERSION = 1
+
+
+class ExportError(RuntimeError):
+    """The export cannot be made, or what it made does not compute what PyTorch does."""
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def deployment_metadata(loaded: Any) -> dict[str, Any]:
+    """What a deployment must know to feed the graph and read its output.
+
+    The training pipeline decodes greyscale, resizes to ``image_size`` (``resize_mode``),
+    applies ``preprocess``, then :class:`~fracture_lit.data.transforms.Normalizer` scales
+    uint8 to [0, 1], repeats grey to ``in_chans`` and standardises with ``mean``/``std``;
+    the graph starts after that, so these values must travel with it.
+    """
+    from fracture_lit import __version__
+    from fracture_lit.data.transforms import Normalizer
+
+    data = loaded.data
+    if not data:
+        log.warning(
+            "%s holds no datamodule state; the metadata assumes the defaults "
+            "(image_size 224, resize, imagenet normalisation).",
+            loaded.path,
+        )
+    normalize = str(data.get("normalize", "imagenet"))
+    normalizer = Normalizer(normalize, loaded.in_chans)
+    class_names = list(loaded.class_names)
+    return {
+        "metadata_version": METADATA_VERSION,
+        "class_names": class_names,
+        "num_classes": len(class_names),
+        # Binary models flag probs[:, 1] > threshold; multi-class ones take the argmax.
+        "decision_threshold": float(loaded.threshold),
+        "positive_class": class_names[1] if len(class_names) == 2 else None,
+        "image_size": loaded.image_size,
+        "resize_mode": str(data.get("resize_mode", "resize")),
+        "preprocess": data.get("preprocess"),
+        "normalize": normalize,
+        "mean": [round(float(v), 6) for v in normalizer.mean.flatten()],
+        "std": [round(float(v), 6) for v in normalizer.std.flatten()],
+        "in_chans": loaded.in_chans,
+        "input": (
+            f"{INPUT_NAME}: float32 (N, in_chans, image_size, image_size); per image: decode "
+            "greyscale, fit to image_size (resize_mode), apply preprocess, x = pixels / 255 "
+            "repeated to in_chans channels, then (x - mean) / std per channel"
+        ),
+        "outputs": list(OUTPUT_NAMES),
+        "backbone": loaded.backbone,
+        "source_checkpoint": str(Path(loaded.path).resolve()),
+        "fracture_lit_version": __version__,
+    }
+
+
+def _probs_and_logits(net: Any) -> Any:
+    """The timm network with the softmax inside the graph: deployments then never get the
+    probabilities wrong, and the logits stay available for calibration."""
+    import torch
+
+    class ProbsAndLogits(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.net(images).float()
+            return torch.softmax(logits, dim=1), logits
+
+    return ProbsAndLogits(net).eval()
+
+
+def export_onnx(
+    loaded: Any,
+    path: Path,
+    *,
+    opset: int,
+    dynamo: bool,
+    example_batch: int,
+    metadata: dict[str, Any],
+) -> None:
+    """Write ``loaded``'s network to ``path`` as ONNX, batch axis dynamic, with metadata."""
+    import onnx
+    import torch
+
+    size, chans = loaded.image_size, loaded.in_chans
+    example = torch.randn(
+        example_batch, chans, size, size, generator=torch.Generator().manual_seed(1)
+    )
+    wrapper = _probs_and_logits(loaded.model.net)
+    if dynamo:
+        # torch.export specialises axes of size 0/1, hence an example batch of 2 or more.
+        shapes: dict[str, Any] = {
+            "dynamic_shapes": {"images": {0: torch.export.Dim("batch", min=1)}}
+        }
+    else:
+        shapes = {"dynamic_axes": {name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    try:
+        with (
+            torch.no_grad(),
+            _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"),
+            warnings.catch_warnings(),
+        ):
+            # dynamo=false is an explicit choice; its deprecation notice is no news.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                opset_version=opset,
+                dynamo=dynamo,
+                external_data=False,
+                verbose=False,
+                **shapes,
+            )
+    except Exception as error:
+        other = "dynamo=false (the legacy TorchScript exporter)" if dynamo else "dynamo=true"
+        raise ExportError(
+            f"torch.onnx.export (dynamo={str(dynamo).lower()}, opset {opset}) failed for "
+            f"backbone {loaded.backbone!r}: {_first_line(error)}. Try {other}, or another "
+            "opset=; export.json holds the full traceback."
+        ) from error
+    log.info("Exported in %.1f s (%s exporter)", time.time() - started, _exporter(dynamo))
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    model.doc_string = (
+        f"fracture_lit {loaded.backbone} classifier ({', '.join(loaded.class_names)}); "
+        "see metadata_props for preprocessing and the decision threshold."
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+@contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """The exporter's optimiser logs every pass at INFO, which Hydra's root logger shows."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _exporter(dynamo: bool) -> str:
+    return "torch.export (dynamo)" if dynamo else "TorchScript (legacy)"
+
+
+def io_shapes(path: str | Path) -> dict[str, dict[str, list[int | str]]]:
+    """Inputs' and outputs' shapes as declared by the graph (a name for a dynamic axis)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def shape(value: Any) -> list[int | str]:
+        dims = value.type.tensor_type.shape.dim
+        return [d.dim_param or d.dim_value for d in dims]
+
+    return {
+        "inputs": {v.name: shape(v) for v in graph.input},
+        "outputs": {v.name: shape(v) for v in graph.output},
+    }
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The deployment metadata of an exported model, decoded from its JSON strings."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: json.loads(p.value) for p in model.metadata_props}
+
+
+def check_onnx(loaded: Any, path: Path, *, batch_size: int, atol: float) -> dict[str, Any]:
+    """Run ONNX Runtime (CPU) and PyTorch on one random batch; raise when they disagree.
+
+    The batch is normalised-scale noise of ``batch_size`` rows (not the traced size), so a
+    batch axis frozen by the exporter fails here rather than in deployment.
+    """
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    size, chans = loaded.image_size, loaded.in_chans
+    images = torch.randn(batch_size, chans, size, size, generator=torch.Generator().manual_seed(0))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's warnings are about its own tuning
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        results = session.run(list(OUTPUT_NAMES), {INPUT_NAME: images.numpy()})
+        got = dict(zip(OUTPUT_NAMES, results, strict=True))
+    except Exception as error:
+        raise ExportError(
+            f"ONNX Runtime {ort.__version__} cannot run {path} on a batch of {batch_size}: "
+            f"{_first_line(error)}"
+        ) from error
+    with torch.inference_mode():
+        logits = loaded.model(images).float()
+        want = {"probs": torch.softmax(logits, dim=1).numpy(), "logits": logits.numpy()}
+
+    diffs: dict[str, float] = {}
+    for name in OUTPUT_NAMES:
+        if got[name].shape != want[name].shape:
+            raise ExportError(
+                f"{path}: output {name!r} has shape {list(got[name].shape)} in ONNX Runtime "
+                f"but {list(want[name].shape)} in PyTorch (batch of {batch_size})."
+            )
+        diffs[name] = float(np.abs(got[name] - want[name]).max())
+    max_diff = max(diffs.values())
+    return {
+        "batch_size": batch_size,
+        "max_abs_diff": max_diff,
+        "max_abs_diff_by_output": diffs,
+        "passed": max_diff <= atol,
+        "onnxruntime": ort.__version__,
+    }
+
+
+def _output_path(cfg: DictConfig) -> Path:
+    output = cfg.get("output")
+    if output in (None, ""):
+        return Path(cfg.paths.output_dir) / "model.onnx"
+    return Path(str(output)).expanduser()
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Export, check and report one checkpoint; returns what export.json holds.
+
+    export.json is written whatever happens once the output path is known (status, error,
+    traceback), as train.py does with metrics.json, so a failed export leaves its reason.
+    """
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise ExportError(
+            "ckpt_path is required: python -m fracture_lit.export "
+            "ckpt_path=<run folder>/checkpoints/epoch_NNN.ckpt"
+        )
+    fmt = str(cfg.get("format", "onnx")).lower()
+    if fmt not in FORMATS:
+        raise ExportError(
+            f"format={cfg.format!r} is not supported; supported formats: {', '.join(FORMATS)}."
+        )
+    batch_size, atol = int(cfg.batch_size), float(cfg.atol)
+    if batch_size < 1:
+        raise ExportError(f"batch_size={batch_size}: the check needs at least one row.")
+
+    from fracture_lit.models.loading import load_checkpoint
+
+    path = _output_path(cfg)
+    report: dict[str, Any] = {
+        "status": "failed",
+        "format": fmt,
+        "path": str(path.resolve()),
+        "source_checkpoint": str(Path(str(cfg.ckpt_path)).expanduser().resolve()),
+        "opset": int(cfg.opset),
+        "exporter": _exporter(bool(cfg.dynamo)),
+    }
+    started = time.time()
+    try:
+        log.info("Loading %s", cfg.ckpt_path)
+        loaded = load_checkpoint(cfg.ckpt_path)
+        metadata = deployment_metadata(loaded)
+        example_batch = batch_size + 1
+        log.info(
+            "Exporting %s (%s, %d x %d px, %d channels) to %s, opset %d",
+            loaded.backbone,
+            "/".join(loaded.class_names),
+            loaded.image_size,
+            loaded.image_size,
+            loaded.in_chans,
+            path,
+            int(cfg.opset),
+        )
+        export_onnx(
+            loaded,
+            path,
+            opset=int(cfg.opset),
+            dynamo=bool(cfg.dynamo),
+            example_batch=example_batch,
+            metadata=metadata,
+        )
+        report["traced_batch_size"] = example_batch
+        report["size_mb"] = round(path.stat().st_size / 2**20, 2)
+        report.update(io_shapes(path))
+        report["metadata"] = metadata
+        if cfg.get("check", True):
+            check = check_onnx(loaded, path, batch_size=batch_size, atol=atol)
+            report.update(
+                max_abs_diff=check.pop("max_abs_diff"),
+                atol=atol,
+                check=check,
+            )
+            log.info(
+                "ONNX Runtime vs PyTorch on a batch of %d: max abs diff %.3g "
+                "(probs %.3g, logits %.3g; atol %g)",
+                batch_size,
+                report["max_abs_diff"],
+                check["max_abs_diff_by_output"]["probs"],
+                check["max_abs_diff_by_output"]["logits"],
+                atol,
+            )
+            if not check["passed"]:
+                raise ExportError(
+                    f"{path}: ONNX Runtime and PyTorch differ by up to "
+                    f"{report['max_abs_diff']:.3g} (> atol={atol:g}) on a batch of "
+                    f"{batch_size}. The file is kept for inspection but must not be deployed; "
+                    "try dynamo=false or another opset=, or raise atol= if the gap is expected."
+                )
+        else:
+            log.warning("check=false: the exported model was not compared with PyTorch.")
+            report.update(max_abs_diff=None, atol=atol)
+        report["status"] = "done"
+    except Exception as error:
+        report["error"] = str(error)
+        report["traceback"] = traceback.format_exc()
+        raise
+    finally:
+        report["wall_time_s"] = round(time.time() - started, 2)
+        if report["status"] == "done" or path.parent.is_dir():
+            (path.parent / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    log.info("Wrote %s (%.2f MB) and %s", path, report["size_mb"], path.parent / REPORT_NAME)
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
+def main(cfg: DictConfig) -> None:
+    try:
+        export(cfg)
+    except Exception as error:
+        # Imported here: a bad format= should fail before torch is imported.
+        from fracture_lit.models.loading import CheckpointError
+
+        if not isinstance(error, CheckpointError | ExportError):
+            raise
+        # Expected failures: the message is the news, not a traceback through Hydra.
+        log.error("%s", error)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

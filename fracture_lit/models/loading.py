@@ -1,0 +1,175 @@
+"""Load a trained FractureClassifier back from its checkpoint, safely and with what it needs.
+
+eval, predict, export and the review callbacks all start from a checkpoint. It is read with
+``weights_only=True`` (no arbitrary unpickling), the network is rebuilt from the stored
+hyperparameters without touching the hub (the trained weights replace any pretrained
+ones), and the input pipeline the model was trained with (image size, resize mode,
+normalisation, preprocessing) comes back with it, so inference sees the same pixels.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CheckpointError",
+    "ClassMismatchError",
+    "LoadedCheckpoint",
+    "load_checkpoint",
+    "match_classes",
+]
+
+# Hyperparameters that only matter while training, or would reach for the network.
+_INFERENCE_OVERRIDES = {"pretrained": False, "pretrained_file": None, "compile": False}
+_NEGATIVE_NAMES = {"intact", "normal", "nonfractured", "notfractured", "nofracture", "negative"}
+_POSITIVE_NAMES = {"fractured", "fracture", "positive", "abnormal"}
+
+
+class CheckpointError(ValueError):
+    """The file is missing, not a checkpoint, or not one of fracture_lit's."""
+
+
+class ClassMismatchError(ValueError):
+    """The checkpoint's classes do not match the data it is asked to evaluate."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model in eval mode plus what inference needs to feed it the same inputs."""
+
+    path: Path
+    model: Any  # FractureClassifier (imported lazily: lightning is slow to import)
+    class_names: list[str]
+    threshold: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def backbone(self) -> str:
+        return str(self.model.hparams.backbone)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.data.get("image_size", 224))
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.model.hparams.in_chans)
+
+    def data_overrides(self) -> dict[str, Any]:
+        """The datamodule arguments that must equal training's for the same inputs."""
+        keys = ("image_size", "resize_mode", "normalize", "preprocess")
+        out = {k: self.data[k] for k in keys if k in self.data}
+        out["in_chans"] = self.in_chans
+        return out
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        hint = ""
+        if path.parent.is_dir():
+            found = sorted(p.name for p in path.parent.glob("*.ckpt"))
+            if found:
+                hint = f" {path.parent} has: {', '.join(found[:8])}."
+        raise CheckpointError(
+            f"ckpt_path={path}: no such file.{hint} A run keeps its checkpoints in "
+            "<run folder>/checkpoints/ (epoch_NNN.ckpt is the best, last.ckpt the latest)."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure means "not a usable checkpoint"
+        # torch's own message suggests weights_only=False, which is exactly what must not
+        # happen with a file of unknown origin: only its type is repeated here.
+        raise CheckpointError(
+            f"ckpt_path={path}: not a checkpoint that loads with weights_only=True "
+            f"({type(error).__name__}). Pass a .ckpt written by `python -m fracture_lit.train`; "
+            "files that would need arbitrary unpickling are refused on purpose."
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt_path={path}: not a Lightning checkpoint (no state_dict).")
+    if "fracture_lit" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise CheckpointError(
+            f"ckpt_path={path}: a Lightning checkpoint, but not one of fracture_lit's (no "
+            "'fracture_lit' block). Train with `python -m fracture_lit.train`, or load a "
+            "plain timm state dict through model.pretrained_file."
+        )
+    return checkpoint
+
+
+def _datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """Lightning stores ``datamodule.state_dict()`` under the datamodule's class name."""
+    for key, value in checkpoint.items():
+        if key.endswith("DataModule") and isinstance(value, dict):
+            return dict(value)
+    return {}
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model of a fracture_lit checkpoint, in eval mode on ``device``."""
+    from fracture_lit.models.module import FractureClassifier
+
+    path = Path(path).expanduser()
+    checkpoint = _read(path)
+    meta = checkpoint["fracture_lit"]
+    hparams = {**checkpoint["hyper_parameters"], **_INFERENCE_OVERRIDES}
+    model = FractureClassifier(**hparams)
+    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    # Metric states are not part of what a checkpoint must carry; network weights are.
+    missing = [k for k in missing if not k.startswith(("train_", "val_", "test_"))]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"ckpt_path={path}: its weights do not fit backbone {hparams.get('backbone')!r} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. "
+            f"{(missing or unexpected)[0]}). The checkpoint is damaged or was written by "
+            "another model definition."
+        )
+    model.eval().to(device)
+    threshold = float(meta.get("decision_threshold", model.decision_threshold))
+    return LoadedCheckpoint(
+        path=path,
+        model=model,
+        class_names=list(meta.get("class_names") or model.class_names),
+        threshold=threshold,
+        data=_datamodule_state(checkpoint),
+    )
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.casefold())
+
+
+def _binary_role(name: str) -> str | None:
+    key = _norm(name)
+    if key in _NEGATIVE_NAMES:
+        return "negative"
+    if key in _POSITIVE_NAMES:
+        return "positive"
+    return None
+
+
+def match_classes(model_classes: list[str], data_classes: list[str], where: str) -> None:
+    """Refuse data whose labels would not mean what the model's outputs mean.
+
+    Names must agree class by class, up to case and punctuation. Binary fracture datasets
+    name their classes differently (``intact``/``non_fractured``/``not fractured`` vs
+    ``fractured``), so for two classes the roles (negative, positive) must agree instead:
+    that is what makes training on one dataset and evaluating on another possible.
+    """
+    if [_norm(c) for c in model_classes] == [_norm(c) for c in data_classes]:
+        return
+    if len(model_classes) == len(data_classes) == 2:
+        roles_model = [_binary_role(c) for c in model_classes]
+        roles_data = [_binary_role(c) for c in data_classes]
+        if roles_model == roles_data == ["negative", "positive"]:
+            return
+    raise ClassMismatchError(
+        f"The checkpoint was trained on classes {model_classes} but {where} has "
+        f"{data_classes}: its outputs would be scored against the wrong labels. Evaluate it "
+        "on data with the same classes (binary fracture datasets match each other: "
+        "negative class first, then fractured), or pick the classes with data.classes=[...] "
+        "where the dataset supports it."
+    )

@@ -1,0 +1,169 @@
+"""Predict new images: ``python -m fracture_lit.predict ckpt_path=... input=<file or folder>``.
+
+Reads JPEG/PNG/BMP/TIFF and DICOM (windowing and MONOCHROME1 handled, see
+:mod:`fracture_lit.data.readers`), feeds them exactly as the checkpoint was trained
+(:class:`~fracture_lit.inference.InputPipeline`) and writes ``predictions.csv``: path,
+probability of the positive class, the label at the checkpoint's validation-chosen
+threshold, every class's probability. A file that cannot be read gets a row with
+``status=error`` and the reason; the others are still predicted. ``gradcam.enabled=true``
+adds a heatmap panel per image.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from fracture_lit.config import CONFIG_DIR, register_resolvers
+
+log = logging.getLogger("fracture_lit.predict")
+register_resolvers()
+
+
+def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _columns(class_names: Sequence[str]) -> list[str]:
+    probs = [f"prob_{name}" for name in class_names]
+    return [
+        "path",
+        "status",
+        "probability",
+        "label",
+        *probs,
+        "threshold",
+        "note",
+        "gradcam",
+        "error",
+    ]
+
+
+def predict(cfg: DictConfig) -> Path:
+    """Write the CSV (rows in input order) and return its path."""
+    import numpy as np
+    import torch
+
+    from fracture_lit.data.cache import BadImageError
+    from fracture_lit.data.readers import list_inputs
+    from fracture_lit.inference import InputPipeline, predict_probs
+    from fracture_lit.models.loading import load_checkpoint
+
+    out_dir = Path(cfg.paths.output_dir)
+    out_csv = Path(cfg.output) if cfg.get("output") else out_dir / "predictions.csv"
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    files = list_inputs(cfg.input)
+    if not files:
+        raise FileNotFoundError(
+            f"input={cfg.input}: no image or DICOM file found (suffixes .jpg .png .bmp .tif "
+            ".dcm, or DICOM files without a suffix)."
+        )
+    device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
+    loaded = load_checkpoint(cfg.ckpt_path, device=device)
+    pipeline = InputPipeline.from_checkpoint(loaded)
+    names = loaded.class_names
+    binary = len(names) == 2
+    threshold = float(cfg.threshold) if cfg.get("threshold") is not None else loaded.threshold
+    window = tuple(float(v) for v in cfg.window) if cfg.get("window") else None
+    cam_dir = out_dir / "gradcam"
+    explainer = None
+    n_ok = n_bad = 0
+
+    with out_csv.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=_columns(names))
+        writer.writeheader()
+        for chunk in _batches(files, int(cfg.batch_size)):
+            rows: list[dict[str, Any]] = []
+            images, image_rows = [], []
+            for path in chunk:
+                row: dict[str, Any] = {"path": str(path)}
+                try:
+                    image, note = pipeline.read(path, window)
+                except (BadImageError, OSError, ValueError) as error:
+                    row.update(status="error", error=str(error))
+                    n_bad += 1
+                else:
+                    row.update(status="ok", note=note)
+                    images.append(image)
+                    image_rows.append(row)
+                rows.append(row)
+            if images:
+                batch = pipeline.to_tensor(images)
+                probs = predict_probs(loaded.model, batch).numpy()
+                for row, p in zip(image_rows, probs, strict=True):
+                    predicted = int(p[1] > threshold) if binary else int(np.argmax(p))
+                    row.update(
+                        probability=round(float(p[1] if binary else p[predicted]), 6),
+                        label=names[predicted],
+                        threshold=round(threshold, 6) if binary else "",
+                        **{f"prob_{n}": round(float(v), 6) for n, v in zip(names, p, strict=True)},
+                    )
+                n_ok += len(images)
+                if cfg.gradcam.enabled:
+                    explainer = _gradcam(cfg, loaded, batch, images, image_rows, cam_dir, explainer)
+            writer.writerows(rows)
+            stream.flush()  # rows already predicted survive an interruption
+    if explainer is not None:
+        explainer.close()
+    log.info("Predicted %d image(s), %d unreadable: %s", n_ok, n_bad, out_csv)
+    if n_bad:
+        log.warning("%d file(s) could not be read; see status=error rows in %s", n_bad, out_csv)
+    return out_csv
+
+
+def _gradcam(
+    cfg: DictConfig,
+    loaded: Any,
+    batch: Any,
+    images: list[Any],
+    rows: list[dict[str, Any]],
+    cam_dir: Path,
+    explainer: Any,
+) -> Any:
+    """Heatmap panels for one batch; the explainer (hooks on the network) is reused."""
+    import cv2
+    import numpy as np
+
+    from fracture_lit.review.gradcam import CamExplainer, captioned_overlay
+
+    cam_dir.mkdir(parents=True, exist_ok=True)
+    batch = batch.to(next(loaded.model.parameters()).device)
+    if explainer is None:
+        explainer = CamExplainer(loaded.model.net, batch, cfg.gradcam.target_layer)
+    names = loaded.class_names
+    # Binary: where the model sees a fracture; multiclass: the predicted class.
+    targets = [1 if len(names) == 2 else names.index(row["label"]) for row in rows]
+    maps = explainer(batch, targets)
+    for row, image, cam, target in zip(rows, images, maps, targets, strict=True):
+        source = Path(row["path"])
+        # Numbered: two inputs may share a file name in different folders.
+        out = cam_dir / f"{len(list(cam_dir.iterdir())):05d}_{source.stem}.png"
+        prob = float(row[f"prob_{names[target]}"])
+        caption = f"{source.name}: {row['label']} | p({names[target]})={prob:.2f}"
+        panel = captioned_overlay(image, cam, caption)
+        cv2.imwrite(str(out), np.ascontiguousarray(panel[..., ::-1]))
+        row["gradcam"] = str(out)
+    return explainer
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from fracture_lit.models.loading import CheckpointError
+
+    try:
+        predict(cfg)
+    except (CheckpointError, FileNotFoundError) as error:
+        log.error("%s", error)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

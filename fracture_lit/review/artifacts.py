@@ -1,0 +1,205 @@
+"""The review folder of a run or an evaluation: curves, confusion matrix, predictions, CAMs.
+
+Layout (``<run folder>/review/``), read by the HTML report and logged to W&B::
+
+    <split>/confusion.png  roc.png  pr.png  predictions.csv  misclassified.csv
+    gradcam/<split>_fixed_NN.png   the same images on every run (first of each class)
+    gradcam/<split>_worst_NN.png   the most confidently wrong images
+    gradcam/index.csv              file, kind, split, path, label, predicted, prob
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+from fracture_lit.inference import InputPipeline
+from fracture_lit.review.plots import plot_confusion, plot_pr, plot_roc
+from fracture_lit.review.predictions import SplitPredictions
+
+__all__ = ["CamImage", "ReviewFiles", "write_gradcam", "write_review"]
+
+log = logging.getLogger(__name__)
+INDEX_COLUMNS = ("file", "kind", "split", "path", "label", "predicted", "prob")
+
+
+@dataclass
+class CamImage:
+    """One Grad-CAM panel on disk and what it shows."""
+
+    file: Path
+    kind: str  # "fixed" or "worst"
+    split: str
+    path: str
+    label: str
+    predicted: str
+    prob: float
+
+    @property
+    def caption(self) -> str:
+        return f"{Path(self.path).name}: true {self.label}, predicted {self.predicted} (p={self.prob:.2f})"
+
+
+@dataclass
+class ReviewFiles:
+    split: str
+    confusion: Path
+    roc: Path
+    pr: Path
+    predictions: Path
+    misclassified: Path
+    confusion_matrix: list[list[int]]
+    cams: list[CamImage] = field(default_factory=list)
+
+
+def confusion_at_threshold(pred: SplitPredictions) -> list[list[int]]:
+    """Rows = true class, columns = predicted, at the predictions' own threshold."""
+    return (
+        multiclass_confusion_matrix(
+            torch.as_tensor(pred.predicted),
+            torch.as_tensor(pred.labels),
+            num_classes=len(pred.class_names),
+        )
+        .long()
+        .tolist()
+    )
+
+
+def write_review(
+    pred: SplitPredictions,
+    out_dir: Path,
+    net: torch.nn.Module | None = None,
+    pipeline: InputPipeline | None = None,
+    n_fixed: int = 8,
+    n_worst: int = 8,
+    target_layer: str | None = None,
+) -> ReviewFiles:
+    """Write one split's review files; Grad-CAM panels when ``net`` and ``pipeline`` are given."""
+    split_dir = out_dir / pred.split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    matrix = confusion_at_threshold(pred)
+    thr = f" at threshold {pred.threshold:.3f}" if pred.binary else ""
+    title = f"{pred.split}: confusion{thr}"
+    files = ReviewFiles(
+        split=pred.split,
+        confusion=plot_confusion(matrix, pred.class_names, split_dir / "confusion.png", title),
+        roc=plot_roc(
+            pred.probs,
+            pred.labels,
+            pred.class_names,
+            split_dir / "roc.png",
+            threshold=pred.threshold if pred.binary else None,
+            title=f"{pred.split}: ROC",
+        ),
+        pr=plot_pr(
+            pred.probs, pred.labels, pred.class_names, split_dir / "pr.png", f"{pred.split}: PR"
+        ),
+        predictions=pred.write_csv(split_dir / "predictions.csv"),
+        misclassified=_write_misclassified(pred, split_dir / "misclassified.csv"),
+        confusion_matrix=matrix,
+    )
+    if net is not None and pipeline is not None and (n_fixed or n_worst):
+        chosen = [("fixed", i) for i in pred.fixed_set(n_fixed)]
+        chosen += [("worst", i) for i in pred.misclassified()[:n_worst]]
+        files.cams = write_gradcam(pred, chosen, out_dir / "gradcam", net, pipeline, target_layer)
+    return files
+
+
+def _write_misclassified(pred: SplitPredictions, path: Path) -> Path:
+    rows = pred.rows()
+    wrong = [rows[i] for i in pred.misclassified()]
+    columns = list(rows[0]) if rows else ["path"]
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(wrong)
+    return path
+
+
+def _cam_class(pred: SplitPredictions, i: int) -> int:
+    """Binary: explain the fracture class (where the model sees a fracture); multiclass:
+    the predicted class."""
+    return 1 if pred.binary else int(pred.predicted[i])
+
+
+def write_gradcam(
+    pred: SplitPredictions,
+    chosen: list[tuple[str, int]],
+    out_dir: Path,
+    net: torch.nn.Module,
+    pipeline: InputPipeline,
+    target_layer: str | None = None,
+) -> list[CamImage]:
+    """Grad-CAM panels (image | heatmap, captioned) for the chosen (kind, index) pairs."""
+    from fracture_lit.data.cache import BadImageError
+    from fracture_lit.review.gradcam import CamExplainer, captioned_overlay
+
+    if not chosen:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images, kept = [], []
+    for kind, i in chosen:
+        try:
+            images.append(pipeline.read(pred.paths[i])[0])
+            kept.append((kind, i))
+        except BadImageError as error:
+            log.warning("Grad-CAM skips %s: %s", pred.paths[i], error)
+    if not images:
+        return []
+    device = next(net.parameters()).device
+    batch = pipeline.to_tensor(images).to(device)
+    explainer = CamExplainer(net, batch, target_layer)
+    try:
+        maps = explainer(batch, [_cam_class(pred, i) for _, i in kept])
+    finally:
+        explainer.close()
+    predicted = pred.predicted
+    counters: dict[str, int] = {}
+    cams: list[CamImage] = []
+    for (kind, i), image, cam in zip(kept, images, maps, strict=True):
+        n = counters[kind] = counters.get(kind, -1) + 1
+        target = _cam_class(pred, i)
+        item = CamImage(
+            file=out_dir / f"{pred.split}_{kind}_{n:02d}.png",
+            kind=kind,
+            split=pred.split,
+            path=pred.paths[i],
+            label=pred.class_names[int(pred.labels[i])],
+            predicted=pred.class_names[int(predicted[i])],
+            prob=float(pred.probs[i, target]),
+        )
+        caption = f"{kind}: true {item.label} | pred {item.predicted} | p({pred.class_names[target]})={item.prob:.2f}"
+        panel = captioned_overlay(image, cam, caption)
+        cv2.imwrite(str(item.file), np.ascontiguousarray(panel[..., ::-1]))
+        cams.append(item)
+    _append_index(out_dir / "index.csv", cams)
+    return cams
+
+
+def _append_index(path: Path, cams: list[CamImage]) -> None:
+    """index.csv lists every panel of the folder (val and test write into the same one)."""
+    rows: dict[str, dict[str, str]] = {}
+    if path.is_file():
+        with path.open(newline="") as stream:
+            rows = {row["file"]: row for row in csv.DictReader(stream)}
+    for cam in cams:
+        rows[cam.file.name] = {
+            "file": cam.file.name,
+            "kind": cam.kind,
+            "split": cam.split,
+            "path": cam.path,
+            "label": cam.label,
+            "predicted": cam.predicted,
+            "prob": f"{cam.prob:.4f}",
+        }
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=INDEX_COLUMNS)
+        writer.writeheader()
+        writer.writerows(sorted(rows.values(), key=lambda r: r["file"]))
