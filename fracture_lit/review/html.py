@@ -118,6 +118,7 @@ td { overflow-wrap: break-word; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.fail td { background: #fff5f5; }
 table.cm td { text-align: center; min-width: 88px; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 table.cm td small { display: block; font-size: 11px; opacity: .85; }
 .row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 figure { margin: 0 0 12px; }
@@ -407,8 +408,15 @@ def _learning_curves(run_dir: Path, best_epoch: int | None = None) -> bytes | No
 
 
 def _default_rule(run: _Run) -> str:
-    """How the threshold-free columns decide: p > 0.5 (binary) or argmax (multi-class)."""
-    return "argmax" if len(run.classes) > 2 else "at p > 0.5"
+    """How the plain columns decide: argmax (multi-class), else p > 0.5 for training runs and
+    p > the evaluation's threshold (the checkpoint's, or a given one) for an evaluation."""
+    if len(run.classes) > 2:
+        return "argmax"
+    if run.is_eval:
+        threshold = _float(run.summary.get("threshold"))
+        if threshold is not None:
+            return f"at p > {threshold:.3f}"
+    return "at p > 0.5"
 
 
 def _stage_threshold(run: _Run, stage: str) -> tuple[float | None, str]:
@@ -664,7 +672,8 @@ def _per_region(run: _Run) -> str:
         row += [_cell(_float(metrics.get(k)), ci95.get(k)) for k in keys]
         rows.append(row)
     headers = ["region", "n", *(_LABELS.get(k, k) for k in keys)]
-    return "<h2>Per region (95% CI)</h2>" + _table(headers, rows, right=range(1, len(headers)))
+    table = _table(headers, rows, right=range(1, len(headers)))
+    return f'<h2>Per region (95% CI)</h2><div class="scroll">{table}</div>'
 
 
 def _run_header(run: _Run) -> str:
