@@ -88,7 +88,9 @@ def test_eval_on_the_training_data_reuses_its_split(fracatlas_run, shared_data, 
     for name in ("roc.png", "confusion.png", "pr.png", "predictions.csv"):
         assert (tmp_path / "review" / "test" / name).is_file()
     assert len(list((tmp_path / "review" / "gradcam").glob("test_fixed_*.png"))) == 4
-    assert (tmp_path / "report.html").is_file()
+    page = (tmp_path / "report.html").read_text()
+    assert f"at p &gt; {results['threshold']:.3f}" in page  # scored at the checkpoint's threshold
+    assert "Per region" in page
 
 
 def test_eval_across_datasets_for_external_validation(fracatlas_run, shared_data, cache, tmp_path):
