@@ -41,9 +41,11 @@ browser: ## Install Debian's chromium (apt-get, sudo when not root) for the repo
 	@if [ -x /usr/bin/chromium ]; then \
 		echo "chromium already installed: /usr/bin/chromium"; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+			|| { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
 	elif command -v sudo > /dev/null; then \
-		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+			|| { sudo apt-get update -qq; sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
 	else \
 		echo "make browser: /usr/bin/chromium is missing and this is neither root nor a user" \
 			"with sudo; install Debian's chromium (apt-get install -y chromium) as root." \

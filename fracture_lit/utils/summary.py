@@ -52,7 +52,8 @@ def metrics_table(results: dict[str, Any], title: str) -> Table:
         for stage in stages:
             value = results[stage].get("metrics", {}).get(f"{stage}/{key}")
             cells.append(_fmt(value) + _ci(results[stage], key))
-        table.add_row(label, *cells)
+        if any(cell != "-" for cell in cells):  # eval has no loss: no empty row for it
+            table.add_row(label, *cells)
     val = results.get("val", {}).get("metrics", {})
     if "val/youden_threshold" in val:
         cells = [
