@@ -118,3 +118,13 @@ def test_unknown_target_layer_names_the_choices() -> None:
     model = FractureClassifier(backbone="resnet18", num_classes=2).eval()
     with pytest.raises(ValueError, match=r"target_layer='layer9'.*layer4"):
         CamExplainer(model.net, torch.randn(1, 3, 32, 32), target_layer="layer9")
+
+
+def test_a_failing_review_never_costs_the_evaluation(tiny_cfg, tmp_path: Path, caplog) -> None:
+    from fracture_lit.train import run
+
+    results = run(tiny_cfg("callbacks.review.target_layer=no_such_layer"))
+    assert results["status"] == "done" and "test/auroc" in results["test"]["metrics"]
+    assert (tmp_path / "review" / "test" / "roc.png").is_file()  # written before the CAMs
+    assert not list((tmp_path / "review").glob("gradcam/*.png"))
+    assert "no_such_layer" in caplog.text and "~callbacks.review" in caplog.text

@@ -55,6 +55,18 @@ class ReviewCallback(Callback):
             return
         if not datamodule.has_split(split) or trainer.fast_dev_run:
             return
+        try:
+            self._write(trainer, pl_module, split)
+        except Exception:  # noqa: BLE001 - the review is extra; the evaluation must go on
+            log.warning(
+                "The review of %s failed; its metrics are unaffected (disable it with "
+                "~callbacks.review):",
+                split,
+                exc_info=True,
+            )
+
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
+        datamodule = trainer.datamodule
         from fracture_lit.inference import InputPipeline
         from fracture_lit.review.artifacts import write_review
         from fracture_lit.review.predictions import predict_split
