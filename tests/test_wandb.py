@@ -61,8 +61,9 @@ def test_offline_run_has_metrics_config_and_review(tiny_cfg, tmp_path: Path, no_
 
 
 def test_resume_continues_the_same_wandb_run(tiny_cfg, tmp_path: Path, no_login) -> None:
-    first = run(tiny_cfg("logger=wandb", "~callbacks.review"))
+    first = run(tiny_cfg("logger=wandb", "~callbacks.review", "logger.wandb.log_model=true"))
     [wb1] = _offline_runs(tmp_path)
+    assert f"model-{wb1.run_id}" in wb1.artifacts  # checkpoints uploaded when asked
     last = Path(first["best_model_path"]).parent / "last.ckpt"
     resumed_dir = tmp_path / "resumed"
     from tests.conftest import compose_train
