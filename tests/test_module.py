@@ -101,3 +101,12 @@ def test_class_weights_and_label_smoothing_change_the_loss() -> None:
     expected = torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor([1.0, 3.0]))
     assert weighted.loss(logits, target) == pytest.approx(float(expected))
     assert smoothed.loss(logits, target) != pytest.approx(float(plain))
+
+
+def test_compiled_model_checkpoints_like_an_eager_one() -> None:
+    """model.compile=true must not change the checkpoint: eval/predict/export rebuild the
+    network without compiling and load its weights strictly."""
+    compiled = FractureClassifier(backbone="resnet18", num_classes=2, compile=True)
+    eager = FractureClassifier(backbone="resnet18", num_classes=2)
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    eager.load_state_dict(compiled.state_dict(), strict=True)

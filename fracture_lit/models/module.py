@@ -137,9 +137,11 @@ class FractureClassifier(L.LightningModule):
             **backbone_kwargs,
         )
         self.frozen_modules = freeze_backbone(self.net, freeze, train_bn)
-        self._forward_impl: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(self.net) if compile else self.net
-        )
+        # Kept out of nn.Module's registry: a registered compiled wrapper would put every
+        # weight in the checkpoint twice, the copy under "_forward_impl._orig_mod.", which a
+        # model built without compile (eval, predict, export) then refuses to load.
+        forward_impl = torch.compile(self.net) if compile else self.net
+        object.__setattr__(self, "_forward_impl", forward_impl)
         # Weights of the loss; "balanced" is resolved from the train split in setup().
         initial = class_weights if isinstance(class_weights, list | tuple) else None
         self.register_buffer(
