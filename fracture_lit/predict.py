@@ -106,9 +106,11 @@ def predict(cfg: DictConfig) -> Path:
                         threshold=round(threshold, 6) if binary else "",
                         **{f"prob_{n}": round(float(v), 6) for n, v in zip(names, p, strict=True)},
                     )
-                n_ok += len(images)
                 if cfg.gradcam.enabled:
-                    explainer = _gradcam(cfg, loaded, batch, images, image_rows, cam_dir, explainer)
+                    explainer = _gradcam(
+                        cfg, loaded, batch, images, image_rows, cam_dir, explainer, first=n_ok
+                    )
+                n_ok += len(images)
             writer.writerows(rows)
             stream.flush()  # rows already predicted survive an interruption
     if explainer is not None:
@@ -127,6 +129,7 @@ def _gradcam(
     rows: list[dict[str, Any]],
     cam_dir: Path,
     explainer: Any,
+    first: int = 0,
 ) -> Any:
     """Heatmap panels for one batch; the explainer (hooks on the network) is reused."""
     import cv2
@@ -142,10 +145,12 @@ def _gradcam(
     # Binary: where the model sees a fracture; multiclass: the predicted class.
     targets = [1 if len(names) == 2 else names.index(row["label"]) for row in rows]
     maps = explainer(batch, targets)
-    for row, image, cam, target in zip(rows, images, maps, targets, strict=True):
+    for number, (row, image, cam, target) in enumerate(
+        zip(rows, images, maps, targets, strict=True), start=first
+    ):
         source = Path(row["path"])
         # Numbered: two inputs may share a file name in different folders.
-        out = cam_dir / f"{len(list(cam_dir.iterdir())):05d}_{source.stem}.png"
+        out = cam_dir / f"{number:05d}_{source.stem}.png"
         prob = float(row[f"prob_{names[target]}"])
         caption = f"{source.name}: {row['label']} | p({names[target]})={prob:.2f}"
         panel = captioned_overlay(image, cam, caption)
