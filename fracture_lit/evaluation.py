@@ -18,7 +18,6 @@ from fracture_lit.review.predictions import SplitPredictions
 __all__ = ["score", "score_subgroups"]
 
 log = logging.getLogger(__name__)
-KEYS = ("acc", "balanced_acc", "precision", "recall", "specificity", "f1", "auroc", "kappa")
 #: Subgroups smaller than this get point estimates only: intervals on a handful are noise.
 MIN_SUBGROUP_FOR_CI = 10
 

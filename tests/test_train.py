@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fracture_lit.metrics import METRIC_KEYS
 from fracture_lit.train import run
 from tests.conftest import REPO_ROOT, TINY, run_cli
 
@@ -26,16 +27,7 @@ def test_run_writes_the_run_folder(tiny_cfg, tmp_path: Path) -> None:
     assert summary["status"] == "done"
     for stage in ("val", "test"):
         metrics = summary[stage]["metrics"]
-        for key in (
-            "acc",
-            "balanced_acc",
-            "precision",
-            "recall",
-            "specificity",
-            "f1",
-            "auroc",
-            "kappa",
-        ):
+        for key in METRIC_KEYS:
             assert 0.0 <= metrics[f"{stage}/{key}"] <= 1.0 or key == "kappa"
         cm = summary[stage]["confusion_matrix"]
         assert sum(map(sum, cm)) == summary[stage]["n"]

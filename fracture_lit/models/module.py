@@ -13,6 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torchmetrics import CatMetric, MaxMetric, MeanMetric, MinMetric
 
 from fracture_lit.metrics import (
+    METRIC_KEYS,
     binary_metrics_at_threshold,
     bootstrap_cis,
     build_confusion_matrix,
@@ -28,16 +29,6 @@ from fracture_lit.models.freeze import freeze_backbone, set_frozen_bn_eval
 warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
 
 STAGES = ("train", "val", "test")
-BOOTSTRAP_KEYS = (
-    "acc",
-    "balanced_acc",
-    "precision",
-    "recall",
-    "specificity",
-    "f1",
-    "auroc",
-    "kappa",
-)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -260,7 +251,7 @@ class FractureClassifier(L.LightningModule):
         final_validation = stage == "val" and self.trainer.state.fn == "validate"
         if final_validation and targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
             # The evaluation of the best checkpoint after fitting gets intervals too.
-            summary["ci95"] = self._bootstrap(scores, targets, 0.5, BOOTSTRAP_KEYS)
+            summary["ci95"] = self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
         if stage == "test":
             threshold = float(self.decision_threshold)
             at_thr = binary_metrics_at_threshold(scores, targets, threshold)
@@ -268,7 +259,7 @@ class FractureClassifier(L.LightningModule):
             out.update({f"test/{k}_at_thr": v for k, v in at_thr.items() if k != "auroc"})
             if targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
                 # Intervals at 0.5 (matching the logged test metrics) and at val's threshold.
-                summary["ci95"] = self._bootstrap(scores, targets, 0.5, BOOTSTRAP_KEYS)
+                summary["ci95"] = self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
                 summary["ci95_at_thr"] = self._bootstrap(
                     scores, targets, threshold, ("recall", "specificity", "acc", "f1")
                 )
