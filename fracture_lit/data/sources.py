@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fracture_lit.data.samples import IMAGE_SUFFIXES, DatasetIndex, Sample
+from fracture_lit.errors import UserError
 
 __all__ = [
     "DATASETS",
@@ -99,7 +100,7 @@ class DatasetInfo:
         return "\n".join(lines)
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """The dataset root is missing or its folders are not the layout the indexer expects.
 
     A ``FileNotFoundError`` so that code treating "no data" generically still catches it;
@@ -126,6 +127,16 @@ class DatasetLayoutError(FileNotFoundError):
         if info:
             parts.append(info.download_instructions)
         super().__init__("\n".join(parts))
+
+    def one_line(self) -> str:
+        """Title, problem and path; the layout tree only goes with the full message."""
+        title = f"Dataset '{self.info.name}'" if self.info else "Image dataset"
+        fix = (
+            f" Point data.root at it, or download it: {self.info.download_command}."
+            if self.info
+            else " Point data.root at a folder with one sub-folder per class."
+        )
+        return f"data.root={self.path}: {title}: {self.problem}{fix}"
 
     def __reduce__(self):  # keep it picklable (DataLoader workers, multiprocessing)
         return (DatasetLayoutError, (self.path, self.problem, self.info, self.layout))

@@ -16,10 +16,13 @@ from typing import Any
 
 import torch
 
+from fracture_lit.errors import UserError
+
 __all__ = [
     "CheckpointError",
     "ClassMismatchError",
     "LoadedCheckpoint",
+    "check_checkpoint",
     "load_checkpoint",
     "match_classes",
 ]
@@ -30,11 +33,11 @@ _NEGATIVE_NAMES = {"intact", "normal", "nonfractured", "notfractured", "nofractu
 _POSITIVE_NAMES = {"fractured", "fracture", "positive", "abnormal"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The file is missing, not a checkpoint, or not one of fracture_lit's."""
 
 
-class ClassMismatchError(ValueError):
+class ClassMismatchError(UserError, ValueError):
     """The checkpoint's classes do not match the data it is asked to evaluate."""
 
 
@@ -98,6 +101,11 @@ def _read(path: Path) -> dict[str, Any]:
             "plain timm state dict through model.pretrained_file."
         )
     return checkpoint
+
+
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint, or the one-line refusal eval/predict/export give (train's ckpt_path too)."""
+    return _read(Path(path).expanduser())
 
 
 def _datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
