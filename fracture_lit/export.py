@@ -30,6 +30,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import UserError, check_command_line, clean_exit
 
 log = logging.getLogger("fracture_lit.export")
 register_resolvers()
@@ -42,7 +43,7 @@ REPORT_NAME = "export.json"
 METADATA_VERSION = 1
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The export cannot be made, or what it made does not compute what PyTorch does."""
 
 
@@ -380,18 +381,14 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
 def main(cfg: DictConfig) -> None:
-    try:
-        export(cfg)
-    except Exception as error:
-        # Imported here: a bad format= should fail before torch is imported.
-        from fracture_lit.models.loading import CheckpointError
+    from fracture_lit.validation import validate_export
 
-        if not isinstance(error, CheckpointError | ExportError):
-            raise
-        # Expected failures: the message is the news, not a traceback through Hydra.
-        log.error("%s", error)
-        raise SystemExit(1) from None
+    # Expected failures: the message is the news, not a traceback through Hydra.
+    with clean_exit():
+        validate_export(cfg)
+        export(cfg)
 
 
 if __name__ == "__main__":
+    check_command_line("export")
     main()

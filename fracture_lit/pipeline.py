@@ -35,6 +35,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import UserError
 
 log = logging.getLogger("fracture_lit.pipeline")
 register_resolvers()
@@ -43,7 +44,7 @@ SCORES_CSV = "stage1_scores_on_stage2.csv"
 SUBSET_CSV = "stage2_subset.csv"
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A stage cannot go on; the message says what to change."""
 
 
@@ -525,8 +526,16 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    run_pipeline(cfg)
+    from fracture_lit.errors import clean_exit
+    from fracture_lit.validation import validate_pipeline
+
+    with clean_exit():
+        validate_pipeline(cfg)
+        run_pipeline(cfg)
 
 
 if __name__ == "__main__":
+    from fracture_lit.errors import check_command_line
+
+    check_command_line("pipeline")
     main()

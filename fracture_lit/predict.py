@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import check_command_line, clean_exit
 
 log = logging.getLogger("fracture_lit.predict")
 register_resolvers()
@@ -56,7 +56,9 @@ def predict(cfg: DictConfig) -> Path:
     from fracture_lit.data.readers import list_inputs
     from fracture_lit.inference import InputPipeline, predict_probs
     from fracture_lit.models.loading import load_checkpoint
+    from fracture_lit.validation import validate_predict
 
+    validate_predict(cfg)
     out_dir = Path(cfg.paths.output_dir)
     out_csv = Path(cfg.output) if cfg.get("output") else out_dir / "predictions.csv"
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -161,14 +163,10 @@ def _gradcam(
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from fracture_lit.models.loading import CheckpointError
-
-    try:
+    with clean_exit(also=(FileNotFoundError,)):
         predict(cfg)
-    except (CheckpointError, FileNotFoundError) as error:
-        log.error("%s", error)
-        sys.exit(1)
 
 
 if __name__ == "__main__":
+    check_command_line("predict")
     main()

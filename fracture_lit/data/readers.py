@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fracture_lit.data.cache import BadImageError, decode_image, fit_to_square
+from fracture_lit.data.image_limits import check_image_pixels
 from fracture_lit.data.samples import IMAGE_SUFFIXES
 
 __all__ = [
@@ -125,6 +126,7 @@ def read_image(
     """
     path = Path(path)
     if is_dicom(path):
+        check_image_pixels(path)  # Rows x Columns from the header, before pixel_array
         return fit_to_square(read_dicom(path, window), size, mode), "DICOM"
     return decode_image(str(path), size, mode)
 

@@ -16,25 +16,27 @@ from typing import Any
 
 import torch
 
+from fracture_lit.data.class_roles import binary_role as _binary_role
+from fracture_lit.errors import UserError
+
 __all__ = [
     "CheckpointError",
     "ClassMismatchError",
     "LoadedCheckpoint",
+    "check_checkpoint",
     "load_checkpoint",
     "match_classes",
 ]
 
 # Hyperparameters that only matter while training, or would reach for the network.
 _INFERENCE_OVERRIDES = {"pretrained": False, "pretrained_file": None, "compile": False}
-_NEGATIVE_NAMES = {"intact", "normal", "nonfractured", "notfractured", "nofracture", "negative"}
-_POSITIVE_NAMES = {"fractured", "fracture", "positive", "abnormal"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The file is missing, not a checkpoint, or not one of fracture_lit's."""
 
 
-class ClassMismatchError(ValueError):
+class ClassMismatchError(UserError, ValueError):
     """The checkpoint's classes do not match the data it is asked to evaluate."""
 
 
@@ -100,6 +102,11 @@ def _read(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint, or the one-line refusal eval/predict/export give (train's ckpt_path too)."""
+    return _read(Path(path).expanduser())
+
+
 def _datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """Lightning stores ``datamodule.state_dict()`` under the datamodule's class name."""
     for key, value in checkpoint.items():
@@ -140,15 +147,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.casefold())
-
-
-def _binary_role(name: str) -> str | None:
-    key = _norm(name)
-    if key in _NEGATIVE_NAMES:
-        return "negative"
-    if key in _POSITIVE_NAMES:
-        return "positive"
-    return None
 
 
 def match_classes(model_classes: list[str], data_classes: list[str], where: str) -> None:
