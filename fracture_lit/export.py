@@ -79,6 +79,8 @@ def deployment_metadata(loaded: Any) -> dict[str, Any]:
         "num_classes": len(class_names),
         # Binary models flag probs[:, 1] > threshold; multi-class ones take the argmax.
         "decision_threshold": float(loaded.threshold),
+        # probs = softmax(logits / temperature): temperature scaling fitted on validation.
+        "temperature": float(loaded.temperature),
         "positive_class": class_names[1] if len(class_names) == 2 else None,
         "image_size": loaded.image_size,
         "resize_mode": str(data.get("resize_mode", "resize")),
@@ -99,19 +101,21 @@ def deployment_metadata(loaded: Any) -> dict[str, Any]:
     }
 
 
-def _probs_and_logits(net: Any) -> Any:
+def _probs_and_logits(net: Any, temperature: float = 1.0) -> Any:
     """The timm network with the softmax inside the graph: deployments then never get the
-    probabilities wrong, and the logits stay available for calibration."""
+    probabilities wrong. ``probs`` is ``softmax(logits / temperature)`` (the checkpoint's
+    temperature scaling, 1.0 when not calibrated); ``logits`` stay the raw ones."""
     import torch
 
     class ProbsAndLogits(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
             super().__init__()
             self.net = net
+            self.temperature = float(temperature)
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             logits = self.net(images).float()
-            return torch.softmax(logits, dim=1), logits
+            return torch.softmax(logits / self.temperature, dim=1), logits
 
     return ProbsAndLogits(net).eval()
 
@@ -133,7 +137,7 @@ def export_onnx(
     example = torch.randn(
         example_batch, chans, size, size, generator=torch.Generator().manual_seed(1)
     )
-    wrapper = _probs_and_logits(loaded.model.net)
+    wrapper = _probs_and_logits(loaded.model.net, loaded.temperature)
     if dynamo:
         # torch.export specialises axes of size 0/1, hence an example batch of 2 or more.
         shapes: dict[str, Any] = {
@@ -254,7 +258,8 @@ def check_onnx(loaded: Any, path: Path, *, batch_size: int, atol: float) -> dict
         ) from error
     with torch.inference_mode():
         logits = loaded.model(images).float()
-        want = {"probs": torch.softmax(logits, dim=1).numpy(), "logits": logits.numpy()}
+        probs = torch.softmax(logits / loaded.temperature, dim=1)
+        want = {"probs": probs.numpy(), "logits": logits.numpy()}
 
     diffs: dict[str, float] = {}
     for name in OUTPUT_NAMES:

@@ -72,10 +72,14 @@ class InputPipeline:
 
 
 @torch.inference_mode()
-def predict_probs(model: torch.nn.Module, batch: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """Softmax probabilities ``(B, num_classes)`` in float32, ``chunk`` images at a time."""
+def predict_probs(
+    model: torch.nn.Module, batch: torch.Tensor, chunk: int = 64, temperature: float = 1.0
+) -> torch.Tensor:
+    """Softmax probabilities ``(B, num_classes)`` in float32, ``chunk`` images at a time,
+    of the logits divided by the checkpoint's ``temperature`` (1.0 unless calibrated)."""
     device = next(model.parameters()).device
     outs = [
-        torch.softmax(model(part.to(device)).float(), dim=1).cpu() for part in batch.split(chunk)
+        torch.softmax(model(part.to(device)).float() / temperature, dim=1).cpu()
+        for part in batch.split(chunk)
     ]
     return torch.cat(outs) if outs else torch.empty(0)

@@ -99,7 +99,8 @@ def predict(cfg: DictConfig) -> Path:
                 rows.append(row)
             if images:
                 batch = pipeline.to_tensor(images)
-                probs = predict_probs(loaded.model, batch).numpy()
+                probs = predict_probs(loaded.model, batch, temperature=loaded.temperature)
+                probs = probs.numpy()
                 for row, p in zip(image_rows, probs, strict=True):
                     predicted = int(p[1] > threshold) if binary else int(np.argmax(p))
                     row.update(

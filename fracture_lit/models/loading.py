@@ -49,6 +49,8 @@ class LoadedCheckpoint:
     class_names: list[str]
     threshold: float
     data: dict[str, Any] = field(default_factory=dict)
+    #: Divides the logits before the softmax (temperature scaling; 1.0 = none).
+    temperature: float = 1.0
 
     @property
     def backbone(self) -> str:
@@ -126,7 +128,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model = FractureClassifier(**hparams)
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
     # Metric states are not part of what a checkpoint must carry; network weights are.
-    missing = [k for k in missing if not k.startswith(("train_", "val_", "test_"))]
+    # Nor is the temperature of checkpoints older than temperature scaling (1.0 then).
+    missing = [
+        k for k in missing if not k.startswith(("train_", "val_", "test_")) and k != "temperature"
+    ]
     if missing or unexpected:
         raise CheckpointError(
             f"ckpt_path={path}: its weights do not fit backbone {hparams.get('backbone')!r} "
@@ -136,12 +141,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         )
     model.eval().to(device)
     threshold = float(meta.get("decision_threshold", model.decision_threshold))
+    temperature = float(meta.get("temperature", 1.0))
+    model.temperature.fill_(temperature)
     return LoadedCheckpoint(
         path=path,
         model=model,
         class_names=list(meta.get("class_names") or model.class_names),
         threshold=threshold,
         data=_datamodule_state(checkpoint),
+        temperature=temperature,
     )
 
 
