@@ -11,7 +11,7 @@ UV_FLAGS := --python $(PY) --compile-bytecode $(if $(FIND_LINKS),--find-links $(
 # Without bytecode every `import lightning` costs ~20 s instead of ~7 s.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install train test test-all lint format bench browser clean
+.PHONY: help install train test test-all lint format bench browser slurm clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ browser: ## Install Debian's chromium (apt-get, sudo when not root) for the repo
 		exit 1; \
 	fi
 	@test -x /usr/bin/chromium || { echo "make browser: apt-get did not provide /usr/bin/chromium" >&2; exit 1; }
+
+slurm: ## One-node SLURM cluster on this machine for the `slurm` tests (root or sudo; .ci/slurm_up.sh)
+	bash .ci/slurm_up.sh
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check fracture_lit tests

@@ -95,6 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from fracture_lit.utils.distributed import pin_ddp_children_to_this_job
+    from fracture_lit.utils.gpu_pool import pin_local_gpus
     from fracture_lit.utils.environment import (
         resolve_trainer_overrides,
         route_lightning_logs_through_hydra,
@@ -102,6 +103,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from fracture_lit.utils.instantiate import instantiate_group
 
     route_lightning_logs_through_hydra()
+    # Before anything touches CUDA: a parallel local sweep job's own GPUs.
+    pinned_gpus = pin_local_gpus(cfg)
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +136,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     results: dict[str, Any] = {"backbone": cfg.model.backbone, "classes": datamodule.classes}
+    if pinned_gpus:
+        results["gpus"] = pinned_gpus
     ckpt_path: str | None = None
     if trainer.world_size > 1:
         pin_ddp_children_to_this_job(output_dir)
