@@ -80,14 +80,18 @@ def show_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, str):
         return value if value and not re.search(r"\s", value) else repr(value)
-    try:  # ListConfig / DictConfig print as YAML-ish containers
+    try:  # ListConfig / DictConfig as plain containers
         from omegaconf import OmegaConf
 
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value)
     except ImportError:  # pragma: no cover - omegaconf ships with hydra
         pass
-    return str(value).replace(" ", "")
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(show_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{show_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def nearest(name: str, candidates: Sequence[str]) -> str | None:

@@ -95,6 +95,9 @@ def _loggers(cfg: DictConfig) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    from fracture_lit.validation import validate_train
+
+    validate_train(cfg)  # every value checked before data is indexed or a model built
     import lightning as L
     import torch
 
@@ -104,9 +107,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         route_lightning_logs_through_hydra,
     )
     from fracture_lit.utils.instantiate import instantiate_group
-    from fracture_lit.validation import validate_train
 
-    validate_train(cfg)  # every value checked before data is indexed or a model built
     route_lightning_logs_through_hydra()
 
     output_dir = Path(cfg.paths.output_dir)
@@ -186,7 +187,8 @@ def _output_errors_named(trainer: Any) -> Iterator[None]:
     except OSError as error:
         if error.errno not in _OUTPUT_ERRNOS:
             raise
-        target = error.filename or "an output file"
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None)
+        target = error.filename or (f"a checkpoint in {folder}" if folder else "an output file")
         raise OutputNotWritableError(
             f"could not write {target} at epoch {trainer.current_epoch} "
             f"({error.strerror}). Free space or make the folder writable, then resume with "

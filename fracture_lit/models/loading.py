@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from fracture_lit.data.class_roles import binary_role as _binary_role
 from fracture_lit.errors import UserError
 from fracture_lit.models.input_settings import InputSettings, resolve_input_settings
 
@@ -31,8 +32,6 @@ __all__ = [
 
 # Hyperparameters that only matter while training, or would reach for the network.
 _INFERENCE_OVERRIDES = {"pretrained": False, "pretrained_file": None, "compile": False}
-_NEGATIVE_NAMES = {"intact", "normal", "nonfractured", "notfractured", "nofracture", "negative"}
-_POSITIVE_NAMES = {"fractured", "fracture", "positive", "abnormal"}
 
 
 class CheckpointError(UserError, ValueError):
@@ -140,15 +139,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.casefold())
-
-
-def _binary_role(name: str) -> str | None:
-    key = _norm(name)
-    if key in _NEGATIVE_NAMES:
-        return "negative"
-    if key in _POSITIVE_NAMES:
-        return "positive"
-    return None
 
 
 def match_classes(model_classes: list[str], data_classes: list[str], where: str) -> None:
