@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.errors import UserError
+
 __all__ = [
     "METRICS",
     "NO_METRICS_ERROR",
@@ -98,7 +100,7 @@ _MD_ERROR_CHARS = 160
 Interval = tuple[float | None, float | None, float | None]
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """The folder cannot be reported on (missing, or no job folder): the CLI exits 2."""
 
 
