@@ -95,14 +95,16 @@ def _loggers(cfg: DictConfig) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    from fracture_lit.utils.gpu_pool import pin_local_gpus
     from fracture_lit.validation import validate_train
 
+    # First, before anything asks CUDA for devices: a parallel local sweep job's own GPUs.
+    pinned_gpus = pin_local_gpus(cfg)
     validate_train(cfg)  # every value checked before data is indexed or a model built
     import lightning as L
     import torch
 
     from fracture_lit.utils.distributed import pin_ddp_children_to_this_job
-    from fracture_lit.utils.gpu_pool import pin_local_gpus
     from fracture_lit.utils.environment import (
         resolve_trainer_overrides,
         route_lightning_logs_through_hydra,
@@ -110,8 +112,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from fracture_lit.utils.instantiate import instantiate_group
 
     route_lightning_logs_through_hydra()
-    # Before anything touches CUDA: a parallel local sweep job's own GPUs.
-    pinned_gpus = pin_local_gpus(cfg)
 
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

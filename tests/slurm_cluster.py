@@ -25,7 +25,9 @@ def require_cluster() -> None:
         pytest.skip("no SLURM cluster: `sinfo` did not answer within 20 s (run `make slurm`)")
     if out.returncode != 0:
         reason = (out.stderr or out.stdout).strip().splitlines()
-        pytest.skip(f"no SLURM cluster answers (sinfo: {reason[-1] if reason else '?'}); run `make slurm`")
+        pytest.skip(
+            f"no SLURM cluster answers (sinfo: {reason[-1] if reason else '?'}); run `make slurm`"
+        )
     states = set(out.stdout.split())
     if not states & {"idle", "mix", "alloc"}:
         pytest.skip(f"the SLURM cluster has no usable node (sinfo states: {sorted(states)})")
@@ -57,7 +59,11 @@ def scheduler_record(job_ids: list[str]) -> dict[str, str]:
     for line in text.splitlines():
         fields = dict(re.findall(r"(\w+)=(\S*)", line))
         array_id, task = fields.get("ArrayJobId"), fields.get("ArrayTaskId")
-        key = f"{array_id}_{task}" if array_id and task not in (None, "", "4294967294") else fields.get("JobId")
+        key = (
+            f"{array_id}_{task}"
+            if array_id and task not in (None, "", "4294967294")
+            else fields.get("JobId")
+        )
         if key in job_ids:
             states[key] = fields.get("JobState", "")
     return states

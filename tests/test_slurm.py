@@ -98,7 +98,9 @@ def test_detached_sweep_returns_at_once_and_report_marks_unfinished_jobs(
     started = time.time()
     result = run_cli(
         _sweep_args(
-            synthetic_root, "seed=1,2", "hydra.launcher.detach=true",
+            synthetic_root,
+            "seed=1,2",
+            "hydra.launcher.detach=true",
             "hydra.launcher.array_parallelism=1",
         ),
         cwd=tmp_path,

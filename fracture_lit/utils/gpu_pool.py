@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,11 @@ _HELD: tuple[str, int, Any] | None = None
 
 def visible_gpus(configured: Any = None) -> list[str]:
     """The GPUs to share out: ``configured`` (a list), else ``CUDA_VISIBLE_DEVICES``, else
-    every GPU torch sees (none on a machine without CUDA)."""
+    every GPU the driver lists (none on a machine without one).
+
+    Counted without torch: once CUDA has enumerated the devices, a process can no longer
+    change which ones it sees.
+    """
     if configured is not None:
         if isinstance(configured, str | int):
             configured = str(configured).split(",")
@@ -34,9 +40,21 @@ def visible_gpus(configured: Any = None) -> list[str]:
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [gpu.strip() for gpu in listed.split(",") if gpu.strip()]
-    import torch
+    return [str(i) for i in range(_driver_gpu_count())]
 
-    return [str(i) for i in range(torch.cuda.device_count())]
+
+def _driver_gpu_count() -> int:
+    """GPUs as ``nvidia-smi -L`` lists them, else the ``/dev/nvidia<N>`` device files."""
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False
+            )
+            if out.returncode == 0:
+                return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return len([p for p in Path("/dev").glob("nvidia*") if p.name[6:].isdigit()])
 
 
 def gpu_sets(gpus: list[str], per_job: int) -> list[list[str]]:
@@ -147,4 +165,8 @@ def pin_local_gpus(cfg: Any) -> dict[str, Any] | None:
     slot = claim_slot(Path(sweep_dir) / SLOTS_DIR, len(sets))
     os.environ["FRACTURE_LIT_GPU_POOL"] = ",".join(gpus)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(sets[slot])
-    return {"slot": slot, "cuda_visible_devices": os.environ["CUDA_VISIBLE_DEVICES"], "pid": os.getpid()}
+    return {
+        "slot": slot,
+        "cuda_visible_devices": os.environ["CUDA_VISIBLE_DEVICES"],
+        "pid": os.getpid(),
+    }

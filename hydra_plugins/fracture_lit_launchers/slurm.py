@@ -14,7 +14,6 @@ job; submitit owns requeueing on the warning signal):
   folders; the others are submitted again and continue as the resume policy says.
 """
 
-
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,7 +119,10 @@ class ResumableSlurmLauncher(SlurmLauncher):
         record_submission(
             sweep_dir,
             {
-                num: {"overrides": list(job_overrides[num - initial_job_idx]), "slurm_job_id": job.job_id}
+                num: {
+                    "overrides": list(job_overrides[num - initial_job_idx]),
+                    "slurm_job_id": job.job_id,
+                }
                 for num, job in jobs.items()
             },
         )
