@@ -247,7 +247,7 @@ def serve(
         if "port" not in str(error).lower():
             raise
         raise ServeError(
-            f"port={port}: cannot listen on {host}:{port} ({str(error).split(". ")[0]}). "
+            f"port={port}: cannot listen on {host}:{port} ({str(error).split('. ')[0]}). "
             f"Another server may hold it: pick a free one, e.g. port={port + 1}."
         ) from error
     log.info("Serving %s on http://%s:%d (uploads in %s)", card.checkpoint, host, port, workdir)
