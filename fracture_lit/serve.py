@@ -46,6 +46,7 @@ def run(cfg: DictConfig) -> None:
         threshold=cfg.threshold,
         target_layer=cfg.gradcam.target_layer,
         gradcam=bool(cfg.gradcam.enabled),
+        tta=str(cfg.tta),
     )
     run_dir = run_folder_of(cfg.ckpt_path)
     card = ModelCard.build(predictor, load_job(run_dir) if run_dir else None, run_dir)
