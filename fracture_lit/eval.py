@@ -205,8 +205,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "tta": ensemble.tta,
         "threshold": ensemble.threshold,
         "threshold_source": ensemble.threshold_source,
+        # Each member's own temperature scales its logits before the average.
+        "temperature": first.temperature if single else None,
         "eval": scored,
     }
+    if results["temperature"] is None:
+        del results["temperature"]
     if not single:
         names = [f"member {i}: {m.backbone}" for i, m in enumerate(ensemble.members)]
         # Each member alone, at its own checkpoint threshold, on the same images.
@@ -215,6 +219,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "name": name,
                 "ckpt_path": str(member.path),
                 "threshold": member.threshold,
+                "temperature": member.temperature,
                 "eval": score(member_pred, prefix="eval", n_bootstrap=cfg.n_bootstrap),
             }
             for name, member, member_pred in zip(names, ensemble.members, member_preds, strict=True)

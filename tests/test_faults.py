@@ -279,6 +279,19 @@ def test_unwritable_checkpoint_folder_is_refused_before_training(tmp_path: Path)
     assert "Instantiating datamodule" not in result.stdout + result.stderr
 
 
+def test_run_folder_under_a_file_is_refused_before_hydra_creates_it(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for flags, key in (([], "hydra.run.dir"), (["-m"], "hydra.sweep.dir")):
+        with pytest.raises(SystemExit):
+            check_command_line("train", [*flags, f"{key}={blocker}/run"])
+        line = capsys.readouterr().err.strip()
+        assert line == (
+            f"Error: {key}={blocker}/run: {blocker} is a file, not a folder. Move it away or "
+            f"choose another folder with {key}=..."
+        )
+
+
 def test_run_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     from fracture_lit.errors import OutputNotWritableError
     from fracture_lit.validation import validate_train

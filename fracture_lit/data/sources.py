@@ -140,6 +140,8 @@ class DatasetLayoutError(UserError, FileNotFoundError):
             if self.info
             else " Point data.root at a folder with one sub-folder per class."
         )
+        if "data." in self.problem:  # the problem already says what to change
+            fix = ""
         return f"data.root={self.path}: {title}: {self.problem}{fix}"
 
     def __reduce__(self):  # keep it picklable (DataLoader workers, multiprocessing)
