@@ -42,7 +42,14 @@ def _plain(value: Any) -> Any:
 
 
 class StageMetrics(torch.nn.Module):
-    """Everything one stage (train/val/test) accumulates over an epoch."""
+    """Everything one stage (train/val/test) accumulates over an epoch.
+
+    A step only keeps its detached scores, targets and loss; the metrics are updated once
+    per epoch from the concatenated batches (:meth:`flush`). Updating a dozen torchmetrics
+    on every step cost more host time than the step's small-image forward pass on CPU; the
+    epoch values are the same, and under DDP each rank still updates its own states, which
+    torchmetrics synchronises in ``compute``.
+    """
 
     def __init__(self, num_classes: int, stage: str) -> None:
         super().__init__()
@@ -53,16 +60,32 @@ class StageMetrics(torch.nn.Module):
         self.keep_scores = stage != "train"
         self.scores = CatMetric()
         self.targets = CatMetric()
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def update(self, scores: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        """Keep one batch (detached) until :meth:`flush`."""
+        self._pending.append((scores.detach(), targets.detach(), loss.detach().reshape(())))
+
+    def flush(self) -> None:
+        """Update every metric once with the batches kept since the last flush."""
+        if not self._pending:
+            return
+        scores = torch.cat([s for s, _, _ in self._pending])
+        targets = torch.cat([t for _, t, _ in self._pending])
+        losses = torch.stack([loss.float() for _, _, loss in self._pending])
+        counts = torch.tensor(
+            [t.numel() for _, t, _ in self._pending], dtype=torch.float32, device=losses.device
+        )
+        self._pending.clear()
         self.collection.update(scores, targets)
         self.confusion.update(scores, targets)
-        self.loss.update(loss, weight=targets.numel())
+        self.loss.update(losses, weight=counts)
         if self.keep_scores:
             self.scores.update(scores)
             self.targets.update(targets)
 
     def reset(self) -> None:
+        self._pending.clear()
         for metric in (self.collection, self.confusion, self.loss, self.scores, self.targets):
             metric.reset()
 
@@ -216,6 +239,7 @@ class FractureClassifier(L.LightningModule):
     def _finish_epoch(self, stage: str) -> dict[str, float]:
         """Compute (synchronised across ranks), summarise and reset one stage's metrics."""
         acc = self._stage(stage)
+        acc.flush()
         values = {k: float(v) for k, v in acc.collection.compute().items()}
         values[f"{stage}/loss"] = float(acc.loss.compute())
         summary: dict[str, Any] = {
