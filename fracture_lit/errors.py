@@ -30,6 +30,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -80,14 +81,18 @@ def show_value(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, str):
         return value if value and not re.search(r"\s", value) else repr(value)
-    try:  # ListConfig / DictConfig print as YAML-ish containers
+    try:  # ListConfig / DictConfig as plain containers
         from omegaconf import OmegaConf
 
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value)
     except ImportError:  # pragma: no cover - omegaconf ships with hydra
         pass
-    return str(value).replace(" ", "")
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(show_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{show_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def nearest(name: str, candidates: Sequence[str]) -> str | None:
@@ -227,6 +232,9 @@ def _first_values(args: Sequence[str]) -> list[str] | None:
     simple: list[str] = []
     for override, text in zip(overrides, args, strict=True):
         key = override.get_key_element()
+        if override.key_or_group.startswith(("hydra.run.", "hydra.sweep.")):
+            simple.append(text)  # where the run folder goes: checked below
+            continue
         if override.key_or_group.split("/")[0].split(".")[0] == "hydra":
             continue
         if override.is_sweep_override():
@@ -302,8 +310,39 @@ def check_command_line(config_name: str, argv: Sequence[str] | None = None) -> N
     register_resolvers()
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            compose(config_name, overrides=overrides)
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         line = f"Error: {_composition_error(config_name, overrides, error)}"
         sys.stderr.write(line + "\n")
         sys.exit(EXIT_USER_ERROR)
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    problem = _run_folder_problem(cfg, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    if problem:
+        sys.stderr.write(f"Error: {problem}\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
+def _run_folder_problem(cfg: Any, key: str) -> str | None:
+    """Why Hydra could not create the run (or sweep) folder, judged before it tries: the
+    nearest existing ancestor must be a writable folder. (The ``${now:}`` in the name may
+    resolve a second later for Hydra; only existing ancestors matter.)"""
+    from omegaconf import OmegaConf
+
+    try:
+        folder = Path(str(OmegaConf.select(cfg, key))).expanduser().absolute()
+    except Exception:  # noqa: BLE001 - unresolvable here: Hydra reports it
+        return None
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return (
+            f"{key}={folder}: {probe} is a file, not a folder. Move it away or choose "
+            f"another folder with {key}=..."
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return (
+            f"{key}={folder}: cannot write in {probe} (permission denied or read-only). "
+            f"Choose a writable folder with {key}=... or run from another directory."
+        )
+    return None

@@ -95,6 +95,12 @@ def _loggers(cfg: DictConfig) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    from fracture_lit.utils.gpu_pool import pin_local_gpus
+    from fracture_lit.validation import validate_train
+
+    # First, before anything asks CUDA for devices: a parallel local sweep job's own GPUs.
+    pinned_gpus = pin_local_gpus(cfg)
+    validate_train(cfg)  # every value checked before data is indexed or a model built
     import lightning as L
     import torch
 
@@ -105,9 +111,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         route_lightning_logs_through_hydra,
     )
     from fracture_lit.utils.instantiate import instantiate_group
-    from fracture_lit.validation import validate_train
 
-    validate_train(cfg)  # every value checked before data is indexed or a model built
     route_lightning_logs_through_hydra()
 
     output_dir = Path(cfg.paths.output_dir)
@@ -142,6 +146,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     results: dict[str, Any] = {"backbone": cfg.model.backbone, "classes": datamodule.classes}
+    if pinned_gpus:
+        results["gpus"] = pinned_gpus
     ckpt_path: str | None = None
     if trainer.world_size > 1:
         pin_ddp_children_to_this_job(output_dir)
@@ -189,7 +195,8 @@ def _output_errors_named(trainer: Any) -> Iterator[None]:
     except OSError as error:
         if error.errno not in _OUTPUT_ERRNOS:
             raise
-        target = error.filename or "an output file"
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None)
+        target = error.filename or (f"a checkpoint in {folder}" if folder else "an output file")
         raise OutputNotWritableError(
             f"could not write {target} at epoch {trainer.current_epoch} "
             f"({error.strerror}). Free space or make the folder writable, then resume with "

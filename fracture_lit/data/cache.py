@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import time
@@ -228,7 +229,7 @@ def build_cache(
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     # Concurrent jobs wait here for the first builder instead of decoding twice.
     with _BuildLock(cache_dir / f"{key}.lock") as lock:
-        _clear_stale_tmp(cache_dir, key)
+        _clear_stale_tmp(cache_dir)
         if not (array_path.exists() and meta_path.exists()):
             _build(paths, size, mode, array_path, meta_path, workers, max_pixels, lock.fileno())
         else:
@@ -323,20 +324,36 @@ class _BuildLock:
         self.file.close()  # closing releases the flock
 
 
-def _clear_stale_tmp(cache_dir: Path, key: str) -> None:
-    """Remove partial files of ``key`` written by builds that no longer run."""
+# .<key>.<pid>@<host>.tmp.npy / .<key>.<pid>@<host>.tmp (older builds: no @host, and
+# .<key>.json.<pid>.tmp for the metadata).
+_TMP_NAME = re.compile(r"^\.([0-9a-f]{20})\.(?:json\.)?(\d+)(?:@(.+?))?\.tmp(?:\.npy)?$")
+
+
+def _tmp_suffix() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _clear_stale_tmp(cache_dir: Path) -> None:
+    """Remove partial files (of any key) left by builds of this host that no longer run.
+
+    A killed build leaves its ``.tmp.npy`` (tens of MB) behind; it is never used, since
+    only a finished build is renamed into place, but it would stay for good.
+    """
     host = socket.gethostname()
-    for tmp in cache_dir.glob(f".{key}.*.tmp*"):
-        pid = tmp.name.removesuffix(".npy").removesuffix(".tmp").rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_running(int(pid)):
-            log.warning(
-                "Removing %s, a partial cache left by process %s (%s) that no longer runs; "
-                "the cache is rebuilt.",
-                tmp,
-                pid,
-                host,
-            )
-            tmp.unlink(missing_ok=True)
+    for tmp in cache_dir.glob(".*.tmp*"):
+        match = _TMP_NAME.match(tmp.name)
+        if match is None:
+            continue
+        pid, tmp_host = int(match.group(2)), match.group(3) or host
+        if tmp_host != host or pid == os.getpid() or _pid_running(pid):
+            continue
+        log.warning(
+            "Removing %s, a partial cache left by process %d, which no longer runs; it is "
+            "never used (the cache is rebuilt when needed).",
+            tmp,
+            pid,
+        )
+        tmp.unlink(missing_ok=True)
 
 
 def _build(
@@ -349,7 +366,7 @@ def _build(
     max_pixels: int | None,
     lock_fd: int,
 ) -> None:
-    tmp = array_path.with_name(f".{array_path.stem}.{os.getpid()}.tmp.npy")
+    tmp = array_path.with_name(f".{array_path.stem}.{_tmp_suffix()}.tmp.npy")
     np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
     workers = max(1, min(workers or os.cpu_count() or 1, len(paths) // 64 or 1))
     items = list(enumerate(paths))
@@ -369,7 +386,7 @@ def _build(
         notes[index] = note
         if failed:
             bad.append(index)
-    tmp_meta = meta_path.with_name(f".{meta_path.stem}.{os.getpid()}.tmp")
+    tmp_meta = meta_path.with_name(f".{meta_path.stem}.{_tmp_suffix()}.tmp")
     tmp_meta.write_text(
         json.dumps({"size": size, "mode": mode, "notes": notes, "bad": sorted(bad)})
     )

@@ -2,7 +2,7 @@
 
 Layout (``<run folder>/review/``), read by the HTML report and logged to W&B::
 
-    <split>/confusion.png  roc.png  pr.png  predictions.csv  misclassified.csv
+    <split>/confusion.png  roc.png  pr.png  reliability.png  predictions.csv  misclassified.csv
     gradcam/<split>_fixed_NN.png   the same images on every run (first of each class)
     gradcam/<split>_worst_NN.png   the most confidently wrong images
     gradcam/index.csv              file, kind, split, path, label, predicted, prob
@@ -15,13 +15,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from fracture_lit.inference import InputPipeline
-from fracture_lit.review.plots import plot_confusion, plot_pr, plot_roc
+from fracture_lit.review.plots import plot_confusion, plot_pr, plot_reliability, plot_roc
 from fracture_lit.review.predictions import SplitPredictions
 
 __all__ = ["CamImage", "ReviewFiles", "write_gradcam", "write_review"]
@@ -57,6 +55,7 @@ class ReviewFiles:
     misclassified: Path
     confusion_matrix: list[list[int]]
     cams: list[CamImage] = field(default_factory=list)
+    reliability: Path | None = None
 
 
 def confusion_at_threshold(pred: SplitPredictions) -> list[list[int]]:
@@ -104,6 +103,9 @@ def write_review(
         predictions=pred.write_csv(split_dir / "predictions.csv"),
         misclassified=_write_misclassified(pred, split_dir / "misclassified.csv"),
         confusion_matrix=matrix,
+        reliability=plot_reliability(
+            pred.probs, pred.labels, split_dir / "reliability.png", f"{pred.split}: reliability"
+        ),
     )
     if net is not None and pipeline is not None and (n_fixed or n_worst):
         chosen = [("fixed", i) for i in pred.fixed_set(n_fixed)]
@@ -123,12 +125,6 @@ def _write_misclassified(pred: SplitPredictions, path: Path) -> Path:
     return path
 
 
-def _cam_class(pred: SplitPredictions, i: int) -> int:
-    """Binary: explain the fracture class (where the model sees a fracture); multiclass:
-    the predicted class."""
-    return 1 if pred.binary else int(pred.predicted[i])
-
-
 def write_gradcam(
     pred: SplitPredictions,
     chosen: list[tuple[str, int]],
@@ -139,11 +135,10 @@ def write_gradcam(
 ) -> list[CamImage]:
     """Grad-CAM panels (image | heatmap, captioned) for the chosen (kind, index) pairs."""
     from fracture_lit.data.cache import BadImageError
-    from fracture_lit.review.gradcam import CamExplainer, captioned_overlay
+    from fracture_lit.review.panels import CamPanelWriter, cam_class
 
     if not chosen:
         return []
-    out_dir.mkdir(parents=True, exist_ok=True)
     images, kept = [], []
     for kind, i in chosen:
         try:
@@ -153,19 +148,13 @@ def write_gradcam(
             log.warning("Grad-CAM skips %s: %s", pred.paths[i], error)
     if not images:
         return []
-    device = next(net.parameters()).device
-    batch = pipeline.to_tensor(images).to(device)
-    explainer = CamExplainer(net, batch, target_layer)
-    try:
-        maps = explainer(batch, [_cam_class(pred, i) for _, i in kept])
-    finally:
-        explainer.close()
     predicted = pred.predicted
     counters: dict[str, int] = {}
     cams: list[CamImage] = []
-    for (kind, i), image, cam in zip(kept, images, maps, strict=True):
+    targets, captions = [], []
+    for kind, i in kept:
         n = counters[kind] = counters.get(kind, -1) + 1
-        target = _cam_class(pred, i)
+        target = cam_class(pred.binary, int(predicted[i]))
         item = CamImage(
             file=out_dir / f"{pred.split}_{kind}_{n:02d}.png",
             kind=kind,
@@ -175,10 +164,14 @@ def write_gradcam(
             predicted=pred.class_names[int(predicted[i])],
             prob=float(pred.probs[i, target]),
         )
-        caption = f"{kind}: true {item.label} | pred {item.predicted} | p({pred.class_names[target]})={item.prob:.2f}"
-        panel = captioned_overlay(image, cam, caption)
-        cv2.imwrite(str(item.file), np.ascontiguousarray(panel[..., ::-1]))
         cams.append(item)
+        targets.append(target)
+        captions.append(
+            f"{kind}: true {item.label} | pred {item.predicted} | "
+            f"p({pred.class_names[target]})={item.prob:.2f}"
+        )
+    with CamPanelWriter(net, target_layer) as writer:
+        writer.write(pipeline.to_tensor(images), images, targets, captions, [c.file for c in cams])
     _append_index(out_dir / "index.csv", cams)
     return cams
 

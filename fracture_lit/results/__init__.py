@@ -1,0 +1,1 @@
+"""Results of runs and sweeps: metric catalogue, run-folder reader, tables, statistics."""
