@@ -205,9 +205,12 @@ def check_checkpoint_path(cfg: Any, key: str = "ckpt_path", *, required: bool = 
         if required:
             raise ConfigError(key, value, "a checkpoint is required", f"Pass {key}=<file>.ckpt.")
         return
+    from fracture_lit.models.ensemble import checkpoint_paths
     from fracture_lit.models.loading import check_checkpoint
 
-    check_checkpoint(str(value))
+    # One checkpoint, a list of them or a sweep folder (an ensemble): each is checked.
+    for path in checkpoint_paths(value):
+        check_checkpoint(path)
 
 
 def _check_path_exists(cfg: Any, key: str, what: str = "file") -> None:
@@ -414,6 +417,9 @@ def validate_model(cfg: Any) -> None:
     check_float(cfg, "model.drop_rate", 0.0, 1.0, high_open=True)
     check_float(cfg, "model.label_smoothing", 0.0, 1.0, high_open=True)
     check_int(cfg, "model.n_bootstrap", 0)
+    check_choice(
+        cfg, "model.calibrate", ("none", "temperature"), fix="e.g. model.calibrate=temperature."
+    )
     check_bool(cfg, "model.pretrained")
     check_float(cfg, "model.optimizer.lr", 0.0, 10.0, low_open=True, fix="e.g. 1e-3.")
     check_float(cfg, "model.optimizer.weight_decay", 0.0)

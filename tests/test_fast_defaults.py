@@ -10,10 +10,10 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from fracture_lit.callbacks.checkpoint import ModelCheckpointOnce
+from fracture_lit.callbacks.checkpoint import ModelCheckpoint as ModelCheckpointOnce
 from fracture_lit.config import input_channels
 from fracture_lit.metrics import build_metrics
 from fracture_lit.models.module import StageMetrics
@@ -128,7 +128,7 @@ class _Scripted(L.LightningModule):
 
 
 def _fit_scripted(tmp_path: Path, scores: list[float], checkpoint_cls: type) -> Path:
-    ckpt_dir = tmp_path / checkpoint_cls.__name__
+    ckpt_dir = tmp_path / checkpoint_cls.__module__
     callback = checkpoint_cls(
         dirpath=ckpt_dir, filename="epoch_{epoch:03d}", monitor="score", mode="max",
         save_top_k=1, save_last=True, auto_insert_metric_name=False,
@@ -153,21 +153,28 @@ def _contents(ckpt_dir: Path) -> dict[str, tuple[int, int, list[float]]]:
     return out
 
 
-@pytest.mark.parametrize("scores", [[0.1, 0.5, 0.9], [0.1, 0.9, 0.2]], ids=["improving", "worse"])
-def test_checkpoint_once_keeps_lightnings_files_with_one_write(
-    tmp_path: Path, scores: list[float]
-) -> None:
-    ours = _fit_scripted(tmp_path, scores, ModelCheckpointOnce)
-    lightning = _fit_scripted(tmp_path, scores, ModelCheckpoint)
-    # The same file names holding the same epochs, steps and weights as Lightning's.
+def test_last_checkpoint_links_to_the_best_written_at_the_same_step(tmp_path: Path) -> None:
+    ours = _fit_scripted(tmp_path, [0.1, 0.5, 0.9], ModelCheckpointOnce)
+    lightning = _fit_scripted(tmp_path, [0.1, 0.5, 0.9], LightningModelCheckpoint)
+    # The same file names holding the same epochs, steps and weights as Lightning's ...
     assert _contents(ours) == _contents(lightning)
-    best = next(ours.glob("epoch_*.ckpt"))
     # ... but last.ckpt is the best file's data under a second name, not a second write.
-    assert (ours / "last.ckpt").samefile(best)
-    assert not (lightning / "last.ckpt").samefile(next(lightning.glob("epoch_*.ckpt")))
+    assert (ours / "last.ckpt").samefile(ours / "epoch_002.ckpt")
+    assert not (lightning / "last.ckpt").samefile(lightning / "epoch_002.ckpt")
     state = torch.load(ours / "last.ckpt", map_location="cpu", weights_only=True)
     # Lightning's state key: a resume restores the callback's best path either way.
     assert any(key.startswith("ModelCheckpoint{") for key in state["callbacks"])
+
+
+def test_last_checkpoint_after_an_epoch_that_did_not_improve_is_its_own_file(
+    tmp_path: Path,
+) -> None:
+    ours = _contents(_fit_scripted(tmp_path, [0.1, 0.9, 0.2], ModelCheckpointOnce))
+    lightning = _contents(_fit_scripted(tmp_path, [0.1, 0.9, 0.2], LightningModelCheckpoint))
+    assert ours["epoch_001.ckpt"] == lightning["epoch_001.ckpt"]
+    assert ours["last.ckpt"][0] == 2  # the last epoch, written anew
+    ckpt_dir = tmp_path / ModelCheckpointOnce.__module__
+    assert not (ckpt_dir / "last.ckpt").samefile(ckpt_dir / "epoch_001.ckpt")
 
 
 def test_a_later_last_checkpoint_never_overwrites_the_linked_best(tmp_path: Path) -> None:
@@ -179,3 +186,12 @@ def test_a_later_last_checkpoint_never_overwrites_the_linked_best(tmp_path: Path
 
     _atomic_save({"epoch": 99}, last)
     assert best.read_bytes() == before and not last.samefile(best)
+
+
+def test_a_mid_epoch_state_dict_flushes_the_kept_batches() -> None:
+    """Resume reads the metric states right after the model's state_dict mid-epoch."""
+    stage = StageMetrics(2, "train")
+    stage.update(torch.tensor([0.9, 0.2]), torch.tensor([1, 0]), torch.tensor(0.3))
+    stage.state_dict()
+    assert int(stage.confusion.confmat.sum()) == 2
+    assert float(stage.loss.mean_value) == pytest.approx(0.6)

@@ -1,4 +1,18 @@
-"""ModelCheckpoint that does not write the same weights twice in one epoch."""
+"""``ModelCheckpoint`` whose ``last.ckpt`` really is the last epoch.
+
+Lightning 2.6 writes ``last.ckpt`` only in epochs where a top-k checkpoint was saved too,
+so after an epoch that did not improve the monitored metric ``last.ckpt`` is older than
+the run, and a run resumed from it repeats epochs and ends differently. This subclass
+writes it at the end of every epoch, as ``save_last=True`` promises.
+
+When the epoch improved, the best checkpoint and ``last.ckpt`` hold the same state (134 MB
+for resnet18 + Adam); then ``last.ckpt`` becomes a hard link to the file just written:
+the same bytes on disk, one serialisation and one write instead of two. It stays an
+independent name: Lightning replaces a checkpoint by writing a temporary file and renaming
+it over the old name, so a later ``last.ckpt`` never touches the best file's data (and
+deleting an old best leaves ``last.ckpt`` intact). On remote storage, where hard links
+fail, or at another step, it is written normally.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +21,26 @@ from pathlib import Path
 
 import lightning as L
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 
 
-class ModelCheckpointOnce(ModelCheckpoint):
-    """``save_last=True`` without a second serialisation and write of the same state.
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` plus a ``last.ckpt`` after every epoch (same
+    qualified name, so its state in existing checkpoints still loads)."""
 
-    When an epoch improves, Lightning saves the best checkpoint and then ``last.ckpt`` with
-    the same weights and optimiser state (134 MB for resnet18 + Adam, twice per epoch).
-    Here ``last.ckpt`` becomes a hard link to the file just written at the same step: the
-    same bytes on disk, one write. It stays a regular, independent file name: Lightning
-    replaces checkpoints by writing a temporary file and renaming it over the old name,
-    so a later ``last.ckpt`` never touches the best file's data (and deleting an old best
-    leaves ``last.ckpt`` intact). Elsewhere (remote storage, no hard links, another step)
-    it saves normally.
-    """
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        due = self._should_save_on_train_epoch_end(trainer)
+        self._save_with_last(trainer, due, super().on_train_epoch_end, pl_module)
 
-    @property
-    def state_key(self) -> str:
-        # Lightning's own key, so checkpoints written before (or by a plain ModelCheckpoint)
-        # restore this callback's state on resume, and the other way round.
-        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        due = not self._should_save_on_train_epoch_end(trainer)
+        self._save_with_last(trainer, due, super().on_validation_end, pl_module)
+
+    def _save_with_last(self, trainer: L.Trainer, due: bool, save, pl_module) -> None:  # noqa: ANN001
+        due = due and not self._should_skip_saving_checkpoint(trainer)
+        save(trainer, pl_module)
+        if due and self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         source = self._last_checkpoint_saved
