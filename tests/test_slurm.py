@@ -151,7 +151,7 @@ def _states(sweep: Path) -> dict[str, str]:
 
     with (sweep / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    return {row["job_num"] if "job_num" in row else row["run"]: row["status"] for row in rows}
+    return {row["job"]: row["status"] for row in rows}
 
 
 def _scontrol(*args: str) -> None:
