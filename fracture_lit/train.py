@@ -152,7 +152,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.world_size > 1:
         pin_ddp_children_to_this_job(output_dir)
     if cfg.get("train", True):
-        with _output_errors_named(trainer):
+        with _output_errors_named(trainer, cfg.get("ckpt_path")):
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         results["epochs"] = trainer.current_epoch
         ckpt_path = (
@@ -185,13 +185,25 @@ _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EA
 
 
 @contextmanager
-def _output_errors_named(trainer: Any) -> Iterator[None]:
+def _output_errors_named(trainer: Any, ckpt_path: str | None = None) -> Iterator[None]:
     """A checkpoint or log that cannot be written (disk full, read-only) mid-run becomes one
-    line naming the file and the epoch; what was written before stays in the run folder."""
+    line naming the file and the epoch; what was written before stays in the run folder.
+    A resumed checkpoint whose weights do not fit the configured model is one line too."""
     from fracture_lit.errors import OutputNotWritableError
 
     try:
         yield
+    except RuntimeError as error:
+        if "Error(s) in loading state_dict" not in str(error) or not ckpt_path:
+            raise
+        from fracture_lit.models.loading import CheckpointError
+
+        detail = next((ln.strip() for ln in str(error).splitlines() if "size mismatch" in ln), "")
+        raise CheckpointError(
+            f"ckpt_path={ckpt_path}: its weights do not fit the configured model "
+            f"({detail or 'missing or unexpected keys'}). Resume with the settings it was "
+            "trained with (model=, model.in_chans=, data.classes= of its run's config.yaml)."
+        ) from error
     except OSError as error:
         if error.errno not in _OUTPUT_ERRNOS:
             raise

@@ -174,6 +174,10 @@ class FractureDataModule(L.LightningDataModule):
         sample_seed: int | None = None,
     ) -> None:
         super().__init__()
+        if int(batch_size) < 1:  # never silently a batch of 1 (see _per_device)
+            from fracture_lit.errors import ConfigError
+
+            raise ConfigError("data.batch_size", batch_size, "must be an integer >= 1")
         if balance not in ("none", "sampler"):
             raise ValueError(
                 f"data.balance={balance!r}: use none, or sampler (weighted random sampling); "
