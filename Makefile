@@ -73,12 +73,12 @@ slurm: ## One-node SLURM cluster on this machine for the `slurm` tests (root or 
 	bash .ci/slurm_up.sh
 
 lint: $(STAMP) ## ruff check + format check
-	$(VENV)/bin/ruff check fracture_lit tests
-	$(VENV)/bin/ruff format --check fracture_lit tests
+	$(VENV)/bin/ruff check fracture_lit hydra_plugins tests
+	$(VENV)/bin/ruff format --check fracture_lit hydra_plugins tests
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix fracture_lit tests
-	$(VENV)/bin/ruff format fracture_lit tests
+	$(VENV)/bin/ruff check --fix fracture_lit hydra_plugins tests
+	$(VENV)/bin/ruff format fracture_lit hydra_plugins tests
 
 clean: ## Remove run outputs and caches (keeps .venv and data/)
 	rm -rf outputs multirun_outputs .pytest_cache .ruff_cache build dist *.egg-info
