@@ -290,9 +290,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results["wall_time_s"] = round(time.time() - started, 2)
         write_summary(results, out_dir)
     print_summary(results, title=f"fracture_lit eval · {results['backbone']} on {results['split']}")
+    _log_members(results)
     try_write_run_report(out_dir)
     log.info("Evaluation folder: %s", out_dir)
     return results
+
+
+def _log_members(results: dict[str, Any]) -> None:
+    """An ensemble's members beside it: each alone, then the paired comparison."""
+    for member in results.get("members", []):
+        metrics = member["eval"]["metrics"]
+        auroc, acc = metrics.get("eval/auroc", float("nan")), metrics.get("eval/acc", float("nan"))
+        log.info(
+            "%s alone: AUROC %.4f, acc %.4f (its threshold %.4f)",
+            member["name"],
+            auroc,
+            acc,
+            member["threshold"],
+        )
+    for comparison in results.get("paired_vs_members", {}).values():
+        log.info("%s", comparison.get("sentence") or comparison.get("skipped"))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
