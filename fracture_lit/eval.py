@@ -3,9 +3,9 @@
 Scores the model on a split of any dataset whose classes match (binary fracture datasets
 all do: train on FracAtlas, evaluate on multi-region for external validation), at the
 threshold its training run chose on *validation* (or one you give), with bootstrap 95%
-intervals, per-region metrics where the dataset records regions (FracAtlas), ROC/PR/
-confusion PNGs, predictions, Grad-CAM panels and an offline HTML report, all in
-``outputs/eval/<date>/<time>_<id>/``. ``logger=wandb`` logs it as a W&B run of job_type eval.
+intervals, per-subgroup metrics where the dataset records region / view / hardware
+(FracAtlas), ROC/PR/confusion PNGs, predictions, Grad-CAM panels and an offline HTML
+report, all in ``outputs/eval/<date>/<time>_<id>/``. ``logger=wandb`` logs it as a W&B run of job_type eval.
 
 Evaluating on the dataset the checkpoint was trained on reuses that run's
 ``split_manifest.csv``, so "test" means the same images it meant during training; a test
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +85,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Predict, score and write the review of one checkpoint on one split."""
     import torch
 
-    from fracture_lit.evaluation import score, score_subgroups
+    from fracture_lit.evaluation import score, score_all_subgroups
     from fracture_lit.inference import InputPipeline
     from fracture_lit.models.loading import load_checkpoint
     from fracture_lit.review.artifacts import write_review
@@ -130,9 +128,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "threshold_source": source,
         "eval": scored,
     }
-    regions = score_subgroups(pred, "region", n_bootstrap=cfg.n_bootstrap)
-    if regions:
-        results["per_region"] = regions
+    subgroups = score_all_subgroups(pred, n_bootstrap=cfg.n_bootstrap)
+    if subgroups.get("region"):
+        results["per_region"] = subgroups["region"]  # kept where earlier evaluations had it
+    if subgroups:
+        results["subgroups"] = subgroups
     files = write_review(
         pred,
         out_dir / "review",
@@ -177,22 +177,15 @@ def _log_wandb(cfg: DictConfig, results: dict[str, Any], pred: Any, files: Any) 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate, then write metrics.json (also on failure), print the table and report."""
-    from fracture_lit.review.html import try_write_run_report
-    from fracture_lit.utils.summary import print_summary, write_summary
+    from fracture_lit.results.console import print_summary
+    from fracture_lit.results.html_run import try_write_run_report
+    from fracture_lit.results.job_record import job_record
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
     results: dict[str, Any] = {"kind": "eval", "ckpt_path": str(cfg.ckpt_path)}
-    try:
+    with job_record(results, out_dir):
         results.update(evaluate(cfg))
-        results["status"] = "done"
-    except Exception as error:
-        results.update(status="failed", error=str(error), traceback=traceback.format_exc())
-        raise
-    finally:
-        results["wall_time_s"] = round(time.time() - started, 2)
-        write_summary(results, out_dir)
     print_summary(results, title=f"fracture_lit eval · {results['backbone']} on {results['split']}")
     try_write_run_report(out_dir)
     log.info("Evaluation folder: %s", out_dir)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -170,53 +168,41 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     In a sweep a failed job is recorded and the sweep goes on; a single run re-raises.
     """
-    from fracture_lit.review.html import try_write_run_report
+    from fracture_lit.results.console import print_summary
+    from fracture_lit.results.folders import write_metrics
+    from fracture_lit.results.html_run import try_write_run_report
+    from fracture_lit.results.job_record import job_record
     from fracture_lit.utils.distributed import (
         global_rank,
         job_environment,
         release_process_group,
     )
-    from fracture_lit.utils.summary import print_summary, write_summary
 
     output_dir = Path(cfg.paths.output_dir)
-    started = time.time()
     results: dict[str, Any] = {"job": _job_name(cfg), "backbone": cfg.model.get("backbone")}
     is_multirun = _is_multirun()
     rank_zero = global_rank() == 0
-    try:
-        with job_environment():
-            results.update(train(cfg))
-        results["status"] = "done"
-    except Exception as error:  # noqa: BLE001 - recorded, then re-raised or skipped
-        results["status"] = "failed"
-        results["error"] = _first_line(error)
-        results["traceback"] = traceback.format_exc()
-        if not is_multirun:
-            raise
-        log.error("Job failed, the sweep goes on: %s", results["error"])
-    finally:
-        results["wall_time_s"] = round(time.time() - started, 2)
+
+    def close_and_write(record: dict[str, Any]) -> None:
         _finish_wandb()
         release_process_group()
         if rank_zero:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            write_summary(results, output_dir)
+            write_metrics(record, output_dir)
             try_write_run_report(output_dir)
+
+    try:
+        with job_record(results, close_and_write), job_environment():
+            results.update(train(cfg))
+    except Exception:
+        if not is_multirun:
+            raise
+        log.error("Job failed, the sweep goes on: %s", results["error"])
     if rank_zero and results["status"] == "done" and "val" in results:
         print_summary(results, title=f"fracture_lit · {results['job']}")
         log.info("Run folder: %s", output_dir)
         if results.get("best_model_path"):
             log.info("Best checkpoint: %s", results["best_model_path"])
     return results
-
-
-def _first_line(error: BaseException) -> str:
-    """``Type: first line`` of the error that started it all (Hydra wraps errors raised
-    while instantiating in an InstantiationException whose own message says little)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _finish_wandb() -> None:
