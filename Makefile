@@ -37,7 +37,7 @@ test-all: $(STAMP) ## Run every test, slow ones included
 bench: $(STAMP) ## Loader benchmark on the real FracAtlas sample -> bench_results/loader.json
 	$(PY) benchmarks/bench_loader.py --out bench_results/loader.json
 
-browser: ## Install Debian's chromium (apt-get, sudo when not root) for the report.html screenshot test
+browser: $(STAMP) ## Debian's chromium (apt-get, sudo when not root) + Playwright for the browser tests
 	@if [ -x /usr/bin/chromium ]; then \
 		echo "chromium already installed: /usr/bin/chromium"; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -49,10 +49,13 @@ browser: ## Install Debian's chromium (apt-get, sudo when not root) for the repo
 	else \
 		echo "make browser: /usr/bin/chromium is missing and this is neither root nor a user" \
 			"with sudo; install Debian's chromium (apt-get install -y chromium) as root." \
-			"Without it tests/test_html_report.py skips its screenshot test." >&2; \
+			"Without it tests/test_html_report.py and tests/test_serve.py skip their browser tests." >&2; \
 		exit 1; \
 	fi
 	@test -x /usr/bin/chromium || { echo "make browser: apt-get did not provide /usr/bin/chromium" >&2; exit 1; }
+	@# Playwright (a dev dependency) drives that chromium; it never downloads a browser.
+	@$(PY) -c "import playwright.sync_api" \
+		|| { echo "make browser: playwright is missing from $(VENV); run make install" >&2; exit 1; }
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check fracture_lit tests

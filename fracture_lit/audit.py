@@ -184,9 +184,17 @@ def audit(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="audit")
 def main(cfg: DictConfig) -> None:
+    from fracture_lit.errors import clean_exit
+    from fracture_lit.validation import validate_audit
+
     log.debug("Config:\n%s", OmegaConf.to_yaml(cfg))
-    audit(cfg)
+    with clean_exit():
+        validate_audit(cfg)
+        audit(cfg)
 
 
 if __name__ == "__main__":
+    from fracture_lit.errors import check_command_line
+
+    check_command_line("audit")
     main()

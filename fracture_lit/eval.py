@@ -15,7 +15,6 @@ split redrawn with another seed would contain training images.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import ConfigError, check_command_line, clean_exit
 
 log = logging.getLogger("fracture_lit.eval")
 register_resolvers()
@@ -76,7 +76,9 @@ def _threshold(cfg: DictConfig, loaded: Any) -> tuple[float, str]:
     if cfg.get("threshold") is not None:
         value = float(cfg.threshold)
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"threshold={cfg.threshold}: a probability in [0, 1], or null.")
+            raise ConfigError(
+                "threshold", cfg.threshold, "must be a probability in [0, 1], or null"
+            )
         return value, "given (threshold=...)"
     return float(loaded.threshold), "checkpoint (Youden J on its training run's validation split)"
 
@@ -90,7 +92,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from fracture_lit.models.loading import load_checkpoint
     from fracture_lit.review.artifacts import write_review
     from fracture_lit.review.predictions import SplitPredictions, predict_split
+    from fracture_lit.validation import validate_eval
 
+    validate_eval(cfg)
     out_dir = Path(cfg.paths.output_dir)
     device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
     loaded = load_checkpoint(cfg.ckpt_path, device=device)
@@ -101,13 +105,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     split = str(cfg.split)
     if split not in (*SPLITS, "all"):
-        raise ValueError(f"split={split!r}: use train, val, test or all.")
+        raise ConfigError("split", split, "must be one of train, val, test, all")
     wanted = [s for s in SPLITS if datamodule.has_split(s)] if split == "all" else [split]
     if not wanted or not all(datamodule.has_split(s) for s in wanted):
         present = [s for s in SPLITS if datamodule.has_split(s)]
-        raise ValueError(
-            f"split={split}: {datamodule.root} has only {present}; pick one of them or "
-            "split=all (every image, e.g. for external validation)."
+        raise ConfigError(
+            "split",
+            split,
+            f"{datamodule.root} has only {present}",
+            "Pick one of them or split=all (every image, e.g. for external validation).",
         )
     parts = [
         predict_split(loaded.model, datamodule, s, loaded.class_names, threshold, cfg.batch_size)
@@ -194,14 +200,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from fracture_lit.models.loading import CheckpointError, ClassMismatchError
-
-    try:
+    with clean_exit(also=(FileNotFoundError,)):
         run(cfg)
-    except (CheckpointError, ClassMismatchError, FileNotFoundError, ValueError) as error:
-        log.error("%s", error)
-        sys.exit(1)
 
 
 if __name__ == "__main__":
+    check_command_line("eval")
     main()

@@ -29,6 +29,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import UserError, check_command_line, clean_exit
 
 log = logging.getLogger("fracture_lit.export")
 register_resolvers()
@@ -41,7 +42,7 @@ REPORT_NAME = "export.json"
 METADATA_VERSION = 1
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The export cannot be made, or what it made does not compute what PyTorch does."""
 
 
@@ -61,30 +62,25 @@ def deployment_metadata(loaded: Any) -> dict[str, Any]:
     from fracture_lit import __version__
     from fracture_lit.data.transforms import Normalizer
 
-    data = loaded.data
-    if not data:
-        log.warning(
-            "%s holds no datamodule state; the metadata assumes the defaults "
-            "(image_size 224, resize, imagenet normalisation).",
-            loaded.path,
-        )
-    normalize = str(data.get("normalize", "imagenet"))
-    normalizer = Normalizer(normalize, loaded.in_chans)
-    class_names = list(loaded.class_names)
+    settings = loaded.settings
+    normalizer = Normalizer(settings.normalize, settings.in_chans)
+    class_names = list(settings.class_names)
     return {
         "metadata_version": METADATA_VERSION,
         "class_names": class_names,
         "num_classes": len(class_names),
         # Binary models flag probs[:, 1] > threshold; multi-class ones take the argmax.
-        "decision_threshold": float(loaded.threshold),
-        "positive_class": class_names[1] if len(class_names) == 2 else None,
-        "image_size": loaded.image_size,
-        "resize_mode": str(data.get("resize_mode", "resize")),
-        "preprocess": data.get("preprocess"),
-        "normalize": normalize,
+        "decision_threshold": float(settings.threshold),
+        "positive_class": settings.positive_class,
+        "image_size": settings.image_size,
+        "resize_mode": settings.resize_mode,
+        "preprocess": settings.to_dict()["preprocess"],
+        "normalize": settings.normalize,
         "mean": [round(float(v), 6) for v in normalizer.mean.flatten()],
         "std": [round(float(v), 6) for v in normalizer.std.flatten()],
-        "in_chans": loaded.in_chans,
+        "in_chans": settings.in_chans,
+        # The graph's probs are softmax(logits / temperature): the threshold applies to them.
+        "temperature": float(settings.temperature),
         "input": (
             f"{INPUT_NAME}: float32 (N, in_chans, image_size, image_size); per image: decode "
             "greyscale, fit to image_size (resize_mode), apply preprocess, x = pixels / 255 "
@@ -97,9 +93,9 @@ def deployment_metadata(loaded: Any) -> dict[str, Any]:
     }
 
 
-def _probs_and_logits(net: Any) -> Any:
-    """The timm network with the softmax inside the graph: deployments then never get the
-    probabilities wrong, and the logits stay available for calibration."""
+def _probs_and_logits(net: Any, temperature: float = 1.0) -> Any:
+    """The timm network with the (temperature-scaled) softmax inside the graph: deployments
+    then never get the probabilities wrong, and the logits stay available."""
     import torch
 
     class ProbsAndLogits(torch.nn.Module):
@@ -109,7 +105,7 @@ def _probs_and_logits(net: Any) -> Any:
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             logits = self.net(images).float()
-            return torch.softmax(logits, dim=1), logits
+            return torch.softmax(logits / temperature, dim=1), logits
 
     return ProbsAndLogits(net).eval()
 
@@ -131,7 +127,7 @@ def export_onnx(
     example = torch.randn(
         example_batch, chans, size, size, generator=torch.Generator().manual_seed(1)
     )
-    wrapper = _probs_and_logits(loaded.model.net)
+    wrapper = _probs_and_logits(loaded.model.net, loaded.settings.temperature)
     if dynamo:
         # torch.export specialises axes of size 0/1, hence an example batch of 2 or more.
         shapes: dict[str, Any] = {
@@ -252,7 +248,8 @@ def check_onnx(loaded: Any, path: Path, *, batch_size: int, atol: float) -> dict
         ) from error
     with torch.inference_mode():
         logits = loaded.model(images).float()
-        want = {"probs": torch.softmax(logits, dim=1).numpy(), "logits": logits.numpy()}
+        probs = torch.softmax(logits / loaded.settings.temperature, dim=1)
+        want = {"probs": probs.numpy(), "logits": logits.numpy()}
 
     diffs: dict[str, float] = {}
     for name in OUTPUT_NAMES:
@@ -376,18 +373,14 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
 def main(cfg: DictConfig) -> None:
-    try:
-        export(cfg)
-    except Exception as error:
-        # Imported here: a bad format= should fail before torch is imported.
-        from fracture_lit.models.loading import CheckpointError
+    from fracture_lit.validation import validate_export
 
-        if not isinstance(error, CheckpointError | ExportError):
-            raise
-        # Expected failures: the message is the news, not a traceback through Hydra.
-        log.error("%s", error)
-        raise SystemExit(1) from None
+    # Expected failures: the message is the news, not a traceback through Hydra.
+    with clean_exit():
+        validate_export(cfg)
+        export(cfg)
 
 
 if __name__ == "__main__":
+    check_command_line("export")
     main()

@@ -1,81 +1,104 @@
-"""Feed images to a trained model exactly as its training run did.
+"""Feed images to a trained model exactly as its training run did, and read its output.
 
-Used by predict, eval's Grad-CAM and the review callback: the same resize mode, image
-size, preprocessing (CLAHE, edges, ...) and normalisation as training, with no
-augmentation, on greyscale uint8 images already fitted to the square.
+Used by eval, predict, the two-stage pipeline, the review callback and the web app: the
+same reader (:func:`~fracture_lit.data.readers.read_image`), resize mode, image size,
+preprocessing (CLAHE, edges, ...) and normalisation as training, with no augmentation,
+all taken from one :class:`~fracture_lit.models.input_settings.InputSettings`.
+
+Test-time augmentation (``tta``) averages the softmax over views of the batch:
+``none`` (the image as is) or ``flip`` (as is and mirrored left-right, which a
+radiograph of a left and a right limb makes natural).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
 from fracture_lit.data.readers import read_image
 from fracture_lit.data.transforms import ImageTransform, Normalizer
+from fracture_lit.errors import ConfigError
+from fracture_lit.models.input_settings import InputSettings
 
-__all__ = ["InputPipeline", "predict_probs"]
+__all__ = ["TTA_MODES", "InputPipeline", "check_tta", "predict_probs"]
+
+TTA_MODES = ("none", "flip")
 
 
-@dataclass
 class InputPipeline:
-    """File -> uint8 square image -> normalised float tensor for the model."""
+    """File -> uint8 square image -> normalised float tensor, per :class:`InputSettings`."""
 
-    image_size: int
-    resize_mode: str = "resize"
-    normalize: str = "imagenet"
-    preprocess: str | Sequence[str] | None = None
-    in_chans: int = 3
-
-    def __post_init__(self) -> None:
-        self._transform = ImageTransform(
-            image_size=self.image_size, train=False, augment=None, preprocess=self.preprocess
+    def __init__(self, settings: InputSettings, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        self.settings = settings
+        self.max_pixels = max_pixels
+        self.transform = ImageTransform(
+            image_size=settings.image_size,
+            train=False,
+            augment=None,
+            preprocess=list(settings.preprocess)
+            if isinstance(settings.preprocess, tuple)
+            else settings.preprocess,
         )
-        self._normalizer = Normalizer(self.normalize, self.in_chans)
+        self.normalizer = Normalizer(settings.normalize, settings.in_chans)
 
     @classmethod
-    def from_checkpoint(cls, loaded: Any) -> InputPipeline:
-        """The pipeline a :class:`~fracture_lit.models.loading.LoadedCheckpoint` trained with."""
-        data = loaded.data
-        return cls(
-            image_size=loaded.image_size,
-            resize_mode=data.get("resize_mode", "resize"),
-            normalize=data.get("normalize", "imagenet"),
-            preprocess=data.get("preprocess"),
-            in_chans=loaded.in_chans,
-        )
+    def from_checkpoint(cls, loaded: object, **kwargs: object) -> InputPipeline:
+        """The pipeline of a :class:`~fracture_lit.models.loading.LoadedCheckpoint`."""
+        return cls(loaded.settings, **kwargs)  # type: ignore[attr-defined]
 
-    @classmethod
-    def from_datamodule(cls, datamodule: Any) -> InputPipeline:
-        return cls(
-            image_size=datamodule.image_size,
-            resize_mode=datamodule.resize_mode,
-            normalize=datamodule.normalize,
-            preprocess=datamodule.preprocess,
-            in_chans=datamodule.in_chans,
-        )
+    @property
+    def image_size(self) -> int:
+        return self.settings.image_size
 
     def read(
         self, path: str | Path, window: tuple[float, float] | None = None
     ) -> tuple[np.ndarray, str]:
         """Greyscale uint8 square image (what overlays are drawn on) and a note."""
-        return read_image(path, self.image_size, self.resize_mode, window)
+        return read_image(
+            path, self.settings.image_size, self.settings.resize_mode, window, self.max_pixels
+        )
 
     def to_tensor(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Normalised ``(B, in_chans, S, S)`` float batch from greyscale uint8 images."""
-        batch = np.stack([self._transform(image) for image in images])
-        return self._normalizer(torch.from_numpy(batch))
+        batch = np.stack([self.transform(image) for image in images])
+        return self.normalizer(torch.from_numpy(batch))
+
+
+def check_tta(tta: str | None) -> str:
+    value = str(tta or "none").lower()
+    if value not in TTA_MODES:
+        raise ConfigError("tta", tta, f"must be one of {', '.join(TTA_MODES)}")
+    return value
+
+
+def _views(batch: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    if tta == "flip":
+        return [batch, torch.flip(batch, dims=[-1])]
+    return [batch]
 
 
 @torch.inference_mode()
-def predict_probs(model: torch.nn.Module, batch: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """Softmax probabilities ``(B, num_classes)`` in float32, ``chunk`` images at a time."""
+def predict_probs(
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    chunk: int = 64,
+    *,
+    temperature: float = 1.0,
+    tta: str = "none",
+) -> torch.Tensor:
+    """Probabilities ``(B, num_classes)``, float32: ``softmax(logits / temperature)``,
+    averaged over the ``tta`` views, ``chunk`` images at a time."""
     device = next(model.parameters()).device
-    outs = [
-        torch.softmax(model(part.to(device)).float(), dim=1).cpu() for part in batch.split(chunk)
-    ]
+    views = _views(batch, check_tta(tta))
+    outs = []
+    for start in range(0, batch.shape[0], chunk):
+        probs = [
+            torch.softmax(model(v[start : start + chunk].to(device)).float() / temperature, 1)
+            for v in views
+        ]
+        outs.append(torch.stack(probs).mean(0).cpu())
     return torch.cat(outs) if outs else torch.empty(0)

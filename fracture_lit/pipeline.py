@@ -34,6 +34,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import UserError
+from fracture_lit.models.input_settings import InputSettings
 
 log = logging.getLogger("fracture_lit.pipeline")
 register_resolvers()
@@ -42,7 +44,7 @@ SCORES_CSV = "stage1_scores_on_stage2.csv"
 SUBSET_CSV = "stage2_subset.csv"
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A stage cannot go on; the message says what to change."""
 
 
@@ -139,38 +141,24 @@ def run_stage(stage: Stage) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ stage 1
-def load_detector(checkpoint: Path) -> tuple[Any, dict[str, Any]]:
-    """The stage-1 model and the datamodule state stored with it (image size, resize mode,
-    preprocessing, normalisation), which the stage-2 images must be fed with."""
-    import torch
+def load_detector(checkpoint: Path) -> tuple[Any, InputSettings]:
+    """The stage-1 model and its :class:`InputSettings` (image size, resize mode,
+    preprocessing, normalisation, threshold), which the stage-2 images must be fed with."""
+    from fracture_lit.models.loading import load_checkpoint
 
-    from fracture_lit.models.module import FractureClassifier
-
-    # pretrained=False: the checkpoint holds the weights; do not fetch ImageNet ones.
-    model = FractureClassifier.load_from_checkpoint(
-        checkpoint, weights_only=True, map_location="cpu", pretrained=False, compile=False
-    )
-    if model.num_classes != 2:
+    loaded = load_checkpoint(checkpoint)
+    if not loaded.settings.binary:
         raise PipelineError(
-            f"stage 1 must be a binary detector; {checkpoint} has {model.num_classes} classes "
-            f"({model.class_names})."
+            f"stage 1 must be a binary detector; {checkpoint} has "
+            f"{len(loaded.class_names)} classes ({loaded.class_names})."
         )
-    raw = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    # Lightning stores the datamodule's state_dict under the datamodule's class name.
-    states = [
-        v for v in raw.values() if isinstance(v, dict) and {"image_size", "normalize"} <= v.keys()
-    ]
-    if not states:
-        raise PipelineError(f"{checkpoint} holds no datamodule state (image_size, normalize).")
-    state = dict(states[0])
-    state["decision_threshold"] = raw.get("fracture_lit", {}).get("decision_threshold")
-    return model.eval(), state
+    return loaded.model, loaded.settings
 
 
 def score_images(
     model: Any,
     paths: Sequence[str],
-    state: dict[str, Any],
+    settings: InputSettings,
     *,
     cache_dir: Path,
     batch_size: int,
@@ -178,35 +166,37 @@ def score_images(
 ) -> list[float]:
     """p(fractured) for each path (NaN for files that cannot be decoded).
 
-    Images go through the same decode-once cache, eval transform and normaliser as in a
-    stage-1 evaluation, at stage 1's image size: the stage-2 config's own size, jet colour
-    map or normalisation would feed the detector images it never saw.
+    Images go through the same decode-once cache and the same eval transform and
+    normaliser (:class:`~fracture_lit.inference.InputPipeline`) as in a stage-1
+    evaluation, at stage 1's image size: the stage-2 config's own size, jet colour map or
+    normalisation would feed the detector images it never saw.
     """
     import torch
     from torch.utils.data import DataLoader
 
     from fracture_lit.data.base import CachedImageDataset, collate_images
     from fracture_lit.data.cache import build_cache
-    from fracture_lit.data.transforms import ImageTransform, Normalizer
+    from fracture_lit.inference import InputPipeline, predict_probs
 
-    size, mode = int(state["image_size"]), state.get("resize_mode", "resize")
+    pipeline = InputPipeline(settings)
     cached = build_cache(
-        list(paths), size=size, mode=mode, cache_dir=cache_dir, workers=decode_workers
+        list(paths),
+        size=settings.image_size,
+        mode=settings.resize_mode,
+        cache_dir=cache_dir,
+        workers=decode_workers,
     )
-    transform = ImageTransform(
-        image_size=size, train=False, augment=None, preprocess=state.get("preprocess")
-    )
-    normalizer = Normalizer(state["normalize"], int(state["in_chans"]))
     rows = list(range(len(paths)))
-    dataset = CachedImageDataset(cached.array, rows, [0] * len(rows), transform)
+    dataset = CachedImageDataset(cached.array, rows, [0] * len(rows), pipeline.transform)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_images)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     scores: list[float] = []
-    with torch.inference_mode():
-        for i, (images, _) in enumerate(loader):
-            probs = model.predict_step([normalizer(images.to(device))], i)
-            scores.extend(probs[:, 1].float().cpu().tolist())
+    for images, _ in loader:
+        probs = predict_probs(
+            model, pipeline.normalizer(images.to(device)), temperature=settings.temperature
+        )
+        scores.extend(probs[:, 1].tolist())
     for i in cached.bad:
         scores[i] = math.nan
     if cached.bad:
@@ -214,18 +204,13 @@ def score_images(
     return scores
 
 
-def stage1_threshold(results: dict[str, Any], state: dict[str, Any]) -> float:
+def stage1_threshold(results: dict[str, Any], settings: InputSettings) -> float:
     """The Youden threshold stage 1 chose on validation for its best checkpoint."""
     value = results.get("val", {}).get("metrics", {}).get("val/youden_threshold")
+    stored = settings.threshold
     if value is None:
-        value = state.get("decision_threshold")
-    if value is None:
-        raise PipelineError(
-            "stage 1 chose no Youden threshold (its validation split lacks one class?); "
-            "pass threshold=<value>."
-        )
-    stored = state.get("decision_threshold")
-    if stored is not None and abs(float(stored) - float(value)) > 1e-6:
+        return float(stored)
+    if abs(float(stored) - float(value)) > 1e-6:
         log.warning(
             "checkpoint threshold %.6f != validation's %.6f; using validation's.", stored, value
         )
@@ -472,8 +457,8 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
         checkpoint = results1.get("best_model_path")
         if not checkpoint or not Path(checkpoint).is_file():
             raise PipelineError(f"stage 1 saved no best checkpoint ({checkpoint!r}).")
-        model, state = load_detector(Path(checkpoint))
-        youden = stage1_threshold(results1, state)
+        model, settings = load_detector(Path(checkpoint))
+        youden = stage1_threshold(results1, settings)
         threshold = youden if cfg.threshold is None else float(cfg.threshold)
         summary["threshold"] = {
             "used": threshold,
@@ -489,13 +474,13 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
         log.info(
             "Scoring %d stage-2 images with the stage-1 detector (%d px, threshold %.4g)",
             len(paths),
-            state["image_size"],
+            settings.image_size,
             threshold,
         )
         scores = score_images(
             model,
             paths,
-            state,
+            settings,
             cache_dir=datamodule.cache_dir,
             batch_size=int(cfg.batch_size),
             decode_workers=datamodule.decode_workers,
@@ -521,8 +506,16 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    run_pipeline(cfg)
+    from fracture_lit.errors import clean_exit
+    from fracture_lit.validation import validate_pipeline
+
+    with clean_exit():
+        validate_pipeline(cfg)
+        run_pipeline(cfg)
 
 
 if __name__ == "__main__":
+    from fracture_lit.errors import check_command_line
+
+    check_command_line("pipeline")
     main()

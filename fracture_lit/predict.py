@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import check_command_line, clean_exit
 
 log = logging.getLogger("fracture_lit.predict")
 register_resolvers()
@@ -49,14 +49,17 @@ def _columns(class_names: Sequence[str]) -> list[str]:
 
 def predict(cfg: DictConfig) -> Path:
     """Write the CSV (rows in input order) and return its path."""
-    import numpy as np
     import torch
 
     from fracture_lit.data.cache import BadImageError
+    from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
     from fracture_lit.data.readers import list_inputs
     from fracture_lit.inference import InputPipeline, predict_probs
     from fracture_lit.models.loading import load_checkpoint
+    from fracture_lit.review.panels import CamPanelWriter
+    from fracture_lit.validation import validate_predict
 
+    validate_predict(cfg)
     out_dir = Path(cfg.paths.output_dir)
     out_csv = Path(cfg.output) if cfg.get("output") else out_dir / "predictions.csv"
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -68,13 +71,15 @@ def predict(cfg: DictConfig) -> Path:
         )
     device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
     loaded = load_checkpoint(cfg.ckpt_path, device=device)
-    pipeline = InputPipeline.from_checkpoint(loaded)
-    names = loaded.class_names
-    binary = len(names) == 2
     threshold = float(cfg.threshold) if cfg.get("threshold") is not None else loaded.threshold
+    settings = loaded.settings.replace(threshold=threshold)
+    max_pixels = cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS)
+    pipeline = InputPipeline(settings, max_pixels=max_pixels)
+    names = list(settings.class_names)
+    binary = settings.binary
     window = tuple(float(v) for v in cfg.window) if cfg.get("window") else None
     cam_dir = out_dir / "gradcam"
-    explainer = None
+    panels = CamPanelWriter(loaded.model.net, cfg.gradcam.target_layer)
     n_ok = n_bad = 0
 
     with out_csv.open("w", newline="") as stream:
@@ -97,9 +102,9 @@ def predict(cfg: DictConfig) -> Path:
                 rows.append(row)
             if images:
                 batch = pipeline.to_tensor(images)
-                probs = predict_probs(loaded.model, batch).numpy()
+                probs = predict_probs(loaded.model, batch, temperature=settings.temperature).numpy()
                 for row, p in zip(image_rows, probs, strict=True):
-                    predicted = int(p[1] > threshold) if binary else int(np.argmax(p))
+                    predicted = settings.label(p)
                     row.update(
                         probability=round(float(p[1] if binary else p[predicted]), 6),
                         label=names[predicted],
@@ -107,14 +112,11 @@ def predict(cfg: DictConfig) -> Path:
                         **{f"prob_{n}": round(float(v), 6) for n, v in zip(names, p, strict=True)},
                     )
                 if cfg.gradcam.enabled:
-                    explainer = _gradcam(
-                        cfg, loaded, batch, images, image_rows, cam_dir, explainer, first=n_ok
-                    )
+                    _gradcam(panels, settings, batch, images, image_rows, cam_dir, first=n_ok)
                 n_ok += len(images)
             writer.writerows(rows)
             stream.flush()  # rows already predicted survive an interruption
-    if explainer is not None:
-        explainer.close()
+    panels.close()
     log.info("Predicted %d image(s), %d unreadable: %s", n_ok, n_bad, out_csv)
     if n_bad:
         log.warning("%d file(s) could not be read; see status=error rows in %s", n_bad, out_csv)
@@ -122,53 +124,36 @@ def predict(cfg: DictConfig) -> Path:
 
 
 def _gradcam(
-    cfg: DictConfig,
-    loaded: Any,
+    writer: Any,
+    settings: Any,
     batch: Any,
     images: list[Any],
     rows: list[dict[str, Any]],
     cam_dir: Path,
-    explainer: Any,
     first: int = 0,
-) -> Any:
-    """Heatmap panels for one batch; the explainer (hooks on the network) is reused."""
-    import cv2
-    import numpy as np
+) -> None:
+    """Heatmap panels for one batch, through the one panel writer."""
+    from fracture_lit.review.panels import cam_class
 
-    from fracture_lit.review.gradcam import CamExplainer, captioned_overlay
-
-    cam_dir.mkdir(parents=True, exist_ok=True)
-    batch = batch.to(next(loaded.model.parameters()).device)
-    if explainer is None:
-        explainer = CamExplainer(loaded.model.net, batch, cfg.gradcam.target_layer)
-    names = loaded.class_names
-    # Binary: where the model sees a fracture; multiclass: the predicted class.
-    targets = [1 if len(names) == 2 else names.index(row["label"]) for row in rows]
-    maps = explainer(batch, targets)
-    for number, (row, image, cam, target) in enumerate(
-        zip(rows, images, maps, targets, strict=True), start=first
-    ):
+    names = list(settings.class_names)
+    targets = [cam_class(settings.binary, names.index(row["label"])) for row in rows]
+    captions, paths = [], []
+    for number, (row, target) in enumerate(zip(rows, targets, strict=True), start=first):
         source = Path(row["path"])
         # Numbered: two inputs may share a file name in different folders.
-        out = cam_dir / f"{number:05d}_{source.stem}.png"
+        paths.append(cam_dir / f"{number:05d}_{source.stem}.png")
         prob = float(row[f"prob_{names[target]}"])
-        caption = f"{source.name}: {row['label']} | p({names[target]})={prob:.2f}"
-        panel = captioned_overlay(image, cam, caption)
-        cv2.imwrite(str(out), np.ascontiguousarray(panel[..., ::-1]))
-        row["gradcam"] = str(out)
-    return explainer
+        captions.append(f"{source.name}: {row['label']} | p({names[target]})={prob:.2f}")
+    for row, path in zip(rows, writer.write(batch, images, targets, captions, paths), strict=True):
+        row["gradcam"] = str(path)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    from fracture_lit.models.loading import CheckpointError
-
-    try:
+    with clean_exit(also=(FileNotFoundError,)):
         predict(cfg)
-    except (CheckpointError, FileNotFoundError) as error:
-        log.error("%s", error)
-        sys.exit(1)
 
 
 if __name__ == "__main__":
+    check_command_line("predict")
     main()

@@ -7,8 +7,11 @@ validation and test splits and prints the table. ``-m`` runs a sweep.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.errors import check_command_line, clean_exit
 
 log = logging.getLogger("fracture_lit.train")
 register_resolvers()
@@ -89,6 +93,9 @@ def _loggers(cfg: DictConfig) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    from fracture_lit.validation import validate_train
+
+    validate_train(cfg)  # every value checked before data is indexed or a model built
     import lightning as L
     import torch
 
@@ -135,7 +142,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.world_size > 1:
         pin_ddp_children_to_this_job(output_dir)
     if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with _output_errors_named(trainer):
+            trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         results["epochs"] = trainer.current_epoch
         ckpt_path = (
             trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
@@ -161,6 +169,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         else:
             log.info("The data has no test split; skipping test.")
     return results
+
+
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+@contextmanager
+def _output_errors_named(trainer: Any) -> Iterator[None]:
+    """A checkpoint or log that cannot be written (disk full, read-only) mid-run becomes one
+    line naming the file and the epoch; what was written before stays in the run folder."""
+    from fracture_lit.errors import OutputNotWritableError
+
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _OUTPUT_ERRNOS:
+            raise
+        folder = getattr(trainer.checkpoint_callback, "dirpath", None)
+        target = error.filename or (f"a checkpoint in {folder}" if folder else "an output file")
+        raise OutputNotWritableError(
+            f"could not write {target} at epoch {trainer.current_epoch} "
+            f"({error.strerror}). Free space or make the folder writable, then resume with "
+            "ckpt_path=<run folder>/checkpoints/last.ckpt; the checkpoints written before "
+            "are intact."
+        ) from error
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -230,8 +262,10 @@ def objective(results: dict[str, Any], monitor: str) -> float:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
-    return objective(run(cfg), cfg.monitor)
+    with clean_exit():
+        return objective(run(cfg), cfg.monitor)
 
 
 if __name__ == "__main__":
+    check_command_line("train")
     main()

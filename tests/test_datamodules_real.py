@@ -277,7 +277,7 @@ def test_corrupt_file_is_skipped_and_listed(
         "data.test_fraction=0.25",
     )
     dm.setup("fit")
-    assert dm.classes == ["fractured", "intact"]
+    assert dm.classes == ["intact", "fractured"]  # the positive class is label 1
     kept = {s.path for s in dm.samples}
     assert str(corrupt) not in kept and len(kept) == 16
     assert sum(len(d) for d in dm.datasets.values()) == 16

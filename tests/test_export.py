@@ -157,7 +157,7 @@ def test_a_file_that_is_no_checkpoint_fails_with_a_clear_message(tmp_path: Path)
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    errors = [line for line in output.splitlines() if "[ERROR]" in line]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert errors and "x.ckpt: not a checkpoint that loads with weights_only=True" in errors[0]
     assert "Traceback" not in output
     assert not list(tmp_path.rglob("*.onnx"))

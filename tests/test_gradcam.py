@@ -11,6 +11,7 @@ import torch
 
 from fracture_lit.data.synthetic import render_radiograph
 from fracture_lit.inference import InputPipeline, predict_probs
+from fracture_lit.models.input_settings import InputSettings
 from fracture_lit.models.module import FractureClassifier
 from fracture_lit.review.artifacts import write_review
 from fracture_lit.review.gradcam import CamExplainer, find_target_layer
@@ -53,7 +54,7 @@ def _predictions(model: FractureClassifier, pipeline: InputPipeline, paths: list
 def test_overlays_for_cnns_and_vit(tmp_path: Path, backbone: str, size: int, layer: str) -> None:
     torch.manual_seed(0)
     model = FractureClassifier(backbone=backbone, num_classes=2, class_names=CLASSES).eval()
-    pipeline = InputPipeline(image_size=size)
+    pipeline = InputPipeline(InputSettings(image_size=size))
     pred = _predictions(model, pipeline, _images(tmp_path / "images"))
     files = write_review(pred, tmp_path / "review", model.net, pipeline, n_fixed=4, n_worst=2)
     fixed = [c for c in files.cams if c.kind == "fixed"]

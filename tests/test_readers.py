@@ -78,3 +78,72 @@ def test_broken_files_raise_with_their_name(tmp_path: Path) -> None:
         read_image(bad, 32)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         list_inputs(tmp_path / "nowhere")
+
+
+# --- DICOM as hospitals send it: pydicom's own test files (shipped with pydicom) ---------
+#: Of pydicom's 78 bundled test files, 18 hold no image (structured reports, RT plans,
+#: waveforms, raw datasets without pixel data) or pixel data no maintained decoder reads
+#: (12-bit lossy JPEG with a misplaced marker, JPEG 2000 with a broken header).
+MIN_SCORED_PYDICOM_FILES = 60
+
+
+def _pydicom_test_files() -> list[Path]:
+    """The .dcm files pydicom ships (its data folder; get_testdata_files would also try to
+    download the larger ones, and nothing may be downloaded)."""
+    from pydicom.data.data_manager import DATA_ROOT
+
+    return sorted(Path(DATA_ROOT, "test_files").glob("*.dcm"))
+
+
+def test_pydicom_test_files_each_read_or_named_and_at_least_60_scored() -> None:
+    files = _pydicom_test_files()
+    assert len(files) == 78
+    scored, errors = [], {}
+    for path in files:
+        try:
+            image, note = read_image(path, 32)
+        except BadImageError as error:  # the clean error a predict row carries
+            assert path.name in str(error)
+            errors[path.name] = str(error)
+        else:
+            assert image.shape == (32, 32) and image.dtype == np.uint8
+            assert note.startswith("DICOM")
+            scored.append(path.name)
+    assert len(scored) + len(errors) == 78
+    assert len(scored) >= MIN_SCORED_PYDICOM_FILES, sorted(errors)
+    # Compressed transfer syntaxes decode (pylibjpeg + its libjpeg/openjpeg/rle plugins):
+    # JPEG 2000, JPEG baseline, JPEG-LS, RLE.
+    for name in (
+        "JPEG2000.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "JPEGLSNearLossless_16.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_RLE.dcm",
+    ):
+        assert name in scored
+    # A file 62 bytes short is read with the tail zero-filled, and says so.
+    assert "MR_truncated.dcm" in scored
+    # What holds no image says so, by its kind.
+    assert "without pixel data (a RT Plan Storage)" in errors["rtplan.dcm"]
+
+
+def test_a_dicom_without_meta_header_is_read_with_force(tmp_path: Path, gradient) -> None:
+    import pydicom
+
+    path = write_dicom(tmp_path / "full.dcm", gradient, window=(2048, 4096))
+    ds = pydicom.dcmread(path)
+    raw = tmp_path / "raw.dcm"  # the bare dataset: no preamble, no DICM, no meta header
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(raw, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert raw.read_bytes()[128:132] != b"DICM"
+    image, note = read_image(raw, 48)
+    assert note == "DICOM"
+    assert np.abs(read_dicom(raw).astype(int) - gradient).max() <= 1
+
+
+def test_multiframe_uses_the_middle_frame_and_says_so() -> None:
+    from pydicom.data.data_manager import DATA_ROOT
+
+    image, note = read_image(Path(DATA_ROOT, "test_files", "rtdose.dcm"), 32)
+    assert note == "DICOM frame 8/15" and image.shape == (32, 32)

@@ -113,7 +113,8 @@ def test_multiregion_sample(shared_data: Path) -> None:
 def test_multiregion_same_as_image_folder(shared_data: Path) -> None:
     root = _dataset(shared_data, "bone-fracture-multi-region")
     generic = index_image_folder(root)
-    assert generic.classes == ["fractured", "not fractured"]  # plain folder names, sorted
+    # Two classes: negative first, the positive (fractured) one second, by name.
+    assert generic.classes == ["not fractured", "fractured"]
     assert Counter(s.given_split for s in generic.samples) == {"train": 800, "test": 200}
 
 
@@ -187,7 +188,9 @@ def test_image_folder_flat_and_split(tmp_path: Path) -> None:
     _touch(flat / "dog" / "b.jpeg")
     _touch(flat / "dog" / "readme.md")
     _touch(flat / ".hidden" / "c.jpg")
-    index = index_image_folder(flat)
+    with pytest.raises(ValueError, match="data.positive_class"):
+        index_image_folder(flat)  # neither name says which one is positive
+    index = index_image_folder(flat, positive_class="dog")
     assert index.classes == ["cat", "dog"]
     assert [(s.name, s.label, s.given_split) for s in index.samples] == [
         ("a.PNG", 0, None),

@@ -69,6 +69,7 @@ class ReviewCallback(Callback):
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
         datamodule = trainer.datamodule
         from fracture_lit.inference import InputPipeline
+        from fracture_lit.models.input_settings import InputSettings
         from fracture_lit.review.artifacts import write_review
         from fracture_lit.review.predictions import predict_split
 
@@ -86,7 +87,11 @@ class ReviewCallback(Callback):
                 pred,
                 self.output_dir,
                 net=pl_module.net if self.gradcam else None,
-                pipeline=InputPipeline.from_datamodule(datamodule),
+                pipeline=InputPipeline(
+                    InputSettings.from_datamodule(
+                        datamodule, pl_module.class_names, float(pl_module.decision_threshold)
+                    )
+                ),
                 n_fixed=self.n_fixed,
                 n_worst=self.n_worst,
                 target_layer=self.target_layer,

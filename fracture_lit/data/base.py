@@ -27,16 +27,18 @@ from torch.utils.data import (
 
 from fracture_lit.data.cache import build_cache, decode_image
 from fracture_lit.data.grouping import HashCache, assign_groups
+from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
 from fracture_lit.data.manifest import apply_manifest, read_manifest, write_manifest
 from fracture_lit.data.samples import DatasetIndex, Sample
 from fracture_lit.data.splits import assign_splits
 from fracture_lit.data.transforms import ImageTransform, Normalizer
+from fracture_lit.errors import UserError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-class TooManyBadImagesError(RuntimeError):
+class TooManyBadImagesError(UserError, RuntimeError):
     """More files than ``data.max_bad_fraction`` could not be decoded."""
 
 
@@ -87,9 +89,10 @@ class DecodingImageDataset(Dataset):
         size: int,
         mode: str,
         transform: ImageTransform,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.paths, self.labels, self.size, self.mode = list(paths), list(labels), size, mode
-        self.transform = transform
+        self.transform, self.max_pixels = transform, max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -97,7 +100,7 @@ class DecodingImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            image, _ = decode_image(self.paths[i], self.size, self.mode)
+            image, _ = decode_image(self.paths[i], self.size, self.mode, self.max_pixels)
         return self.transform(image), self.labels[i]
 
 
@@ -151,6 +154,7 @@ class FractureDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = None,
         decode_workers: int | None = None,
         max_bad_fraction: float = 0.02,
+        max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
         subset_file: str | Path | None = None,
     ) -> None:
         super().__init__()
@@ -180,6 +184,7 @@ class FractureDataModule(L.LightningDataModule):
         self.use_cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir else self.root / ".fracture_lit_cache"
         self.decode_workers, self.max_bad_fraction = decode_workers, max_bad_fraction
+        self.max_image_pixels = max_image_pixels
         self.subset_file = Path(subset_file).expanduser() if subset_file else None
         self._index: DatasetIndex | None = None
         self.samples: list[Sample] = []
@@ -239,6 +244,7 @@ class FractureDataModule(L.LightningDataModule):
                 mode=self.resize_mode,
                 cache_dir=self.cache_dir,
                 workers=self.decode_workers,
+                max_pixels=self.max_image_pixels,
             )
             for sample, note in zip(samples, cached.notes, strict=True):
                 if note:
@@ -268,6 +274,7 @@ class FractureDataModule(L.LightningDataModule):
                     self.image_size,
                     self.resize_mode,
                     transform,
+                    self.max_image_pixels,
                 )
         if "train" not in self.datasets or "val" not in self.datasets:
             raise ValueError(

@@ -6,24 +6,43 @@ or 1/8 scale when the target is much smaller), resizes it to ``image_size`` and 
 greyscale uint8 in ``<cache_dir>/<key>.npy``. The key is a fingerprint of the file list
 (path, size, mtime), the size and the resize mode, so later runs, sweep jobs and DDP ranks
 share it; a file lock plus write-then-rename keeps concurrent builders from corrupting it.
+
+A build that is killed leaves nothing that blocks or fools the next run: its decode
+workers die with it (``PR_SET_PDEATHSIG``) and never hold the lock; the lock file names its
+owner (host and pid), so a lock or temporary file left by a process that no longer runs is
+cleared with a log line and the cache rebuilt; the finished array and its metadata only
+appear, by rename, once every image is decoded, so a partial cache is never used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
+import signal
+import socket
+import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from fracture_lit.data.image_limits import (
+    DEFAULT_MAX_PIXELS,
+    ImageTooLargeError,
+    check_image_pixels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +82,7 @@ def _reduced_flag(path: str, size: int) -> int:
     try:
         with Image.open(path) as im:
             short = min(im.size)
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - incl. Pillow's bomb error: decode at full scale
         return cv2.IMREAD_GRAYSCALE
     for factor, flag in (
         (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
@@ -114,12 +133,19 @@ def _decode_truncated(path: str, size: int) -> np.ndarray | None:
         return None
 
 
-def decode_image(path: str, size: int, mode: str = "resize") -> tuple[np.ndarray, str]:
+def decode_image(
+    path: str, size: int, mode: str = "resize", max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, str]:
     """Decode ``path`` to greyscale uint8 at ``size`` and say what was unusual about it.
 
     Truncated JPEGs decode with what they have (OpenCV fills the missing rows) and are
-    noted; a file that is not an image raises :class:`BadImageError`.
+    noted; a file that is not an image, or whose header announces more than
+    ``max_pixels`` pixels, raises :class:`BadImageError`.
     """
+    try:
+        check_image_pixels(path, max_pixels)
+    except ImageTooLargeError as error:
+        raise BadImageError(str(error)) from error
     try:
         data = Path(path).read_bytes()
     except OSError as error:
@@ -137,24 +163,47 @@ def decode_image(path: str, size: int, mode: str = "resize") -> tuple[np.ndarray
     return fit_to_square(image, size, mode), note
 
 
-def cache_key(paths: Sequence[str], size: int, mode: str) -> str:
-    digest = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{mode}".encode())
+def cache_key(
+    paths: Sequence[str], size: int, mode: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> str:
+    # The default limit leaves the key as it was, so existing caches stay valid.
+    limit = "" if max_pixels == DEFAULT_MAX_PIXELS else f"|px{max_pixels}"
+    digest = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{mode}{limit}".encode())
     for path in paths:
         stat = os.stat(path)
         digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
 
 
-def _decode_chunk(args: tuple[str, list[tuple[int, str]], int, str]) -> list[tuple[int, str, bool]]:
+def _die_with_parent(lock_fd: int, parent: int) -> None:
+    """Decode-worker initializer: die when the building process dies, and let go of its lock.
+
+    Without this a ``kill -9`` of a run left its workers alive (re-parented to PID 1), still
+    holding the inherited lock, and every later run with the same settings waited forever.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1 (Linux)
+    except (OSError, AttributeError):  # not Linux: closing the lock still prevents the hang
+        pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    with contextlib.suppress(OSError):
+        os.close(lock_fd)  # the lock stays with the builder only
+
+
+def _decode_chunk(
+    args: tuple[str, list[tuple[int, str]], int, str, int | None],
+) -> list[tuple[int, str, bool]]:
     """Worker: decode a chunk of files straight into the memory-mapped array."""
-    array_path, items, size, mode = args
+    array_path, items, size, mode, max_pixels = args
     array = np.load(array_path, mmap_mode="r+")
     results: list[tuple[int, str, bool]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for index, path in items:
             try:
-                array[index], note = decode_image(path, size, mode)
+                array[index], note = decode_image(path, size, mode, max_pixels)
                 results.append((index, note, False))
             except BadImageError as error:
                 results.append((index, str(error), True))
@@ -169,23 +218,142 @@ def build_cache(
     mode: str = "resize",
     cache_dir: str | Path,
     workers: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> CachedImages:
     """Return the cache for ``paths``, building it first if no earlier run has."""
     if mode not in RESIZE_MODES:
         raise ValueError(f"data.resize_mode={mode!r}; use one of {', '.join(RESIZE_MODES)}.")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = cache_key(paths, size, mode)
+    key = cache_key(paths, size, mode, max_pixels)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    with open(cache_dir / f"{key}.lock", "w") as lock:
-        # Concurrent jobs wait here for the first builder instead of decoding twice.
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Concurrent jobs wait here for the first builder instead of decoding twice.
+    with _BuildLock(cache_dir / f"{key}.lock") as lock:
+        _clear_stale_tmp(cache_dir)
         if not (array_path.exists() and meta_path.exists()):
-            _build(paths, size, mode, array_path, meta_path, workers)
+            _build(paths, size, mode, array_path, meta_path, workers, max_pixels, lock.fileno())
         else:
             log.info("Reusing decoded-image cache %s", array_path)
     meta = json.loads(meta_path.read_text())
     return CachedImages(np.load(array_path, mmap_mode="r"), meta["notes"], meta["bad"], array_path)
+
+
+# --------------------------------------------------------------------------- build lock
+
+
+def _owner_tag() -> str:
+    return f"{socket.gethostname()} {os.getpid()}"
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_owner(tag: str) -> int | None:
+    """The pid in ``tag`` when it names a process of this host that no longer runs."""
+    host, _, pid = tag.strip().rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None  # another machine's process (shared cache dir): cannot judge, wait
+    return None if _pid_running(int(pid)) else int(pid)
+
+
+class _BuildLock:
+    """An exclusive ``flock`` on ``<key>.lock`` whose file names its owner.
+
+    A lock held while its named owner is dead can only be held by leftovers of that owner
+    (decode workers of a killed build from before they died with their parent): the file
+    is unlinked, so the next attempt locks a fresh one, and a log line says so. While a live
+    owner builds, a log line says whom the run is waiting for.
+    """
+
+    def __init__(self, path: Path, poll_s: float = 0.5, report_every_s: float = 60.0) -> None:
+        self.path, self.poll_s, self.report_every_s = path, poll_s, report_every_s
+        self.file: Any = None
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def __enter__(self) -> _BuildLock:
+        reported = 0.0
+        while True:
+            handle = open(self.path, "a+")  # noqa: SIM115 - held until __exit__
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                tag = handle.read()
+                handle.close()
+                dead = _dead_owner(tag) if tag.strip() else None
+                if dead is not None:
+                    log.warning(
+                        "Cache lock %s is held by leftovers of process %d, which no longer "
+                        "runs (a killed build); clearing it and rebuilding.",
+                        self.path,
+                        dead,
+                    )
+                    self.path.unlink(missing_ok=True)
+                    continue
+                now = time.monotonic()
+                if now - reported >= self.report_every_s:
+                    who = f"process {tag.strip()}" if tag.strip() else "another process"
+                    log.info("Waiting for %s, which is building the cache %s", who, self.path)
+                    reported = now
+                time.sleep(self.poll_s)
+                continue
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # unlinked by a run that found it stale: lock the new one
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(_owner_tag() + "\n")
+            handle.flush()
+            self.file = handle
+            return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()  # closing releases the flock
+
+
+# .<key>.<pid>@<host>.tmp.npy / .<key>.<pid>@<host>.tmp (older builds: no @host, and
+# .<key>.json.<pid>.tmp for the metadata).
+_TMP_NAME = re.compile(r"^\.([0-9a-f]{20})\.(?:json\.)?(\d+)(?:@(.+?))?\.tmp(?:\.npy)?$")
+
+
+def _tmp_suffix() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _clear_stale_tmp(cache_dir: Path) -> None:
+    """Remove partial files (of any key) left by builds of this host that no longer run.
+
+    A killed build leaves its ``.tmp.npy`` (tens of MB) behind; it is never used, since
+    only a finished build is renamed into place, but it would stay for good.
+    """
+    host = socket.gethostname()
+    for tmp in cache_dir.glob(".*.tmp*"):
+        match = _TMP_NAME.match(tmp.name)
+        if match is None:
+            continue
+        pid, tmp_host = int(match.group(2)), match.group(3) or host
+        if tmp_host != host or pid == os.getpid() or _pid_running(pid):
+            continue
+        log.warning(
+            "Removing %s, a partial cache left by process %d, which no longer runs; it is "
+            "never used (the cache is rebuilt when needed).",
+            tmp,
+            pid,
+        )
+        tmp.unlink(missing_ok=True)
 
 
 def _build(
@@ -195,18 +363,22 @@ def _build(
     array_path: Path,
     meta_path: Path,
     workers: int | None,
+    max_pixels: int | None,
+    lock_fd: int,
 ) -> None:
-    tmp = array_path.with_name(f".{array_path.stem}.{os.getpid()}.tmp.npy")
+    tmp = array_path.with_name(f".{array_path.stem}.{_tmp_suffix()}.tmp.npy")
     np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
     workers = max(1, min(workers or os.cpu_count() or 1, len(paths) // 64 or 1))
     items = list(enumerate(paths))
     chunks = [items[i::workers] for i in range(workers)]
     log.info("Decoding %d images once into %s (%d processes)", len(paths), array_path, workers)
-    jobs = [(str(tmp), chunk, size, mode) for chunk in chunks]
+    jobs = [(str(tmp), chunk, size, mode, max_pixels) for chunk in chunks]
     if workers == 1:
         results = [r for job in jobs for r in _decode_chunk(job)]
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(
+            workers, initializer=_die_with_parent, initargs=(lock_fd, os.getpid())
+        ) as pool:
             results = [r for chunk in pool.map(_decode_chunk, jobs) for r in chunk]
     notes = [""] * len(paths)
     bad: list[int] = []
@@ -214,9 +386,10 @@ def _build(
         notes[index] = note
         if failed:
             bad.append(index)
-    tmp_meta = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+    tmp_meta = meta_path.with_name(f".{meta_path.stem}.{_tmp_suffix()}.tmp")
     tmp_meta.write_text(
         json.dumps({"size": size, "mode": mode, "notes": notes, "bad": sorted(bad)})
     )
-    os.replace(tmp_meta, meta_path)
+    # The array first, the metadata last: the cache counts as built only when both exist.
     os.replace(tmp, array_path)
+    os.replace(tmp_meta, meta_path)

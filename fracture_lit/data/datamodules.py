@@ -102,10 +102,18 @@ class ImageFolderDataModule(FractureDataModule):
     dataset_name = "image_folder"
 
     def __init__(
-        self, root: str | Path, *, classes: Sequence[str] | None = None, **kwargs: Any
+        self,
+        root: str | Path,
+        *,
+        classes: Sequence[str] | None = None,
+        positive_class: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(root, **kwargs)
         self.class_subset = list(classes) if classes else None
+        self.positive_class = positive_class
 
     def build_index(self) -> DatasetIndex:
-        return sources.index_image_folder(self.root, classes=self.class_subset)
+        return sources.index_image_folder(
+            self.root, classes=self.class_subset, positive_class=self.positive_class
+        )

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fracture_lit.data.samples import Sample
+from fracture_lit.errors import UserError
 
 __all__ = ["ManifestMismatchError", "apply_manifest", "read_manifest", "write_manifest"]
 
 BASE_COLUMNS = ["path", "label", "class", "split", "given_split", "group", "notes", "meta"]
 
 
-class ManifestMismatchError(ValueError):
+class ManifestMismatchError(UserError, ValueError):
     """The files on disk and the files in the manifest differ (or their labels do).
 
     Reproducing a split on a different set of files would silently change the experiment,

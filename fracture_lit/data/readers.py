@@ -11,14 +11,22 @@ image unlike anything it was trained on, so each is applied here, in that order.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fracture_lit.data.cache import BadImageError, decode_image, fit_to_square
+from fracture_lit.data.image_limits import (
+    DEFAULT_MAX_PIXELS,
+    ImageTooLargeError,
+    check_image_pixels,
+)
 from fracture_lit.data.samples import IMAGE_SUFFIXES
 
 __all__ = [
     "DICOM_SUFFIXES",
+    "decode_dicom",
+    "MULTIFRAME_FRAME",
     "INPUT_SUFFIXES",
     "is_dicom",
     "list_inputs",
@@ -57,36 +65,127 @@ def _first(value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
+#: Which frame of a multi-frame greyscale DICOM (a cine loop, a tomosynthesis stack) is
+#: scored: the middle one, where a stack is usually centred on the anatomy. The CSV note
+#: says "DICOM frame k/n" so a reader knows which image the probability belongs to.
+MULTIFRAME_FRAME = "middle"
+
+_ENCODINGS = {  # (implicit VR, little endian) -> the transfer syntax it implies
+    (True, True): "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    (False, True): "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    (False, False): "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+}
+
+
+def _dcmread(path: Path) -> Any:
+    """Read a DICOM; files without the 128-byte preamble and meta header are read with
+    ``force=True`` (old PACS exports and raw datasets), but only kept when they hold
+    pixel data: ``force`` reads almost any bytes as *some* dataset."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError as error:
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception:  # noqa: BLE001 - forced reading of non-DICOM bytes fails anyhow
+            ds = None
+        if ds is None or "SOPClassUID" not in ds and "PixelData" not in ds:
+            raise BadImageError(f"{path}: not a DICOM file ({error})") from error
+    if "PixelData" in ds:
+        meta = getattr(ds, "file_meta", None)
+        if meta is None:
+            ds.file_meta = meta = FileMetaDataset()
+        if "TransferSyntaxUID" not in meta:
+            # No meta header (or one without the syntax): the encoding pydicom read the
+            # dataset with is the syntax of its (necessarily uncompressed) pixel data.
+            encoding = tuple(ds.original_encoding)
+            meta.TransferSyntaxUID = _ENCODINGS.get(encoding, _ENCODINGS[(True, True)])
+    return ds
+
+
+#: A truncated uncompressed file is scored when at most this share of its pixels is missing
+#: (filled with zeros), as truncated JPEGs are decoded with what they have.
+MAX_MISSING_PIXEL_SHARE = 0.1
+
+
+def _repair(ds: Any) -> list[str]:
+    """Mend what real exports get wrong but leaves the image intact; say what was done.
+
+    * ``NumberOfFrames`` that is no integer (``'1A'``): the frame count is taken from the
+      pixel data length when that divides into whole frames;
+    * uncompressed pixel data a little short (an interrupted transfer): the missing tail
+      is zero-filled, up to :data:`MAX_MISSING_PIXEL_SHARE` of the pixels.
+    """
+    syntax = getattr(ds.file_meta, "TransferSyntaxUID", None)
+    bits = int(ds.get("BitsAllocated") or 0)
+    if syntax is None or syntax.is_compressed or bits < 8 or not ds.get("Rows"):
+        return []
+    notes = []
+    frame_bytes = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * bits // 8
+    data = ds.PixelData
+    raw = ds.get("NumberOfFrames")
+    if raw is not None and not str(raw).strip().isdigit():
+        frames = len(data) // frame_bytes if frame_bytes and len(data) % frame_bytes == 0 else 1
+        ds.NumberOfFrames = max(1, frames)
+        notes.append(f"NumberOfFrames {str(raw)!r} unreadable: {max(1, frames)} from the data")
+    expected = frame_bytes * int(ds.get("NumberOfFrames") or 1)
+    missing = expected - len(data)
+    if 0 < missing <= MAX_MISSING_PIXEL_SHARE * expected:
+        ds.PixelData = bytes(data) + b"\0" * missing
+        notes.append(f"truncated pixel data: {missing} of {expected} bytes zero-filled")
+    return notes
+
+
 def read_dicom(path: str | Path, window: tuple[float, float] | None = None) -> np.ndarray:
+    """:func:`decode_dicom` without the note."""
+    return decode_dicom(path, window)[0]
+
+
+def decode_dicom(
+    path: str | Path, window: tuple[float, float] | None = None
+) -> tuple[np.ndarray, str]:
     """Decode a DICOM radiograph to display grey levels (uint8, H x W, bright = bone).
 
     ``window`` = (centre, width) overrides the file's own window. Without either, the 0.5 to
     99.5 percentile range of the modality values is used, which suits plain radiographs.
+    Compressed pixel data (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE) decode
+    through pylibjpeg and its plugins. Returns the image and a note ("DICOM", or which
+    frame of a multi-frame file was used).
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array
-    except InvalidDicomError as error:
-        raise BadImageError(f"{path}: not a DICOM file ({error})") from error
-    except (AttributeError, KeyError) as error:
-        raise BadImageError(f"{path}: DICOM without pixel data ({error})") from error
-    except Exception as error:  # noqa: BLE001 - pydicom raises many types for bad pixel data
+    ds = _dcmread(path)
+    if "PixelData" not in ds:
+        kind = str(getattr(ds, "SOPClassUID", "")) and getattr(ds.SOPClassUID, "name", "")
+        what = f" (a {kind})" if kind else ""
         raise BadImageError(
-            f"{path}: cannot decode the DICOM pixel data ({type(error).__name__}: {error}). "
-            "Compressed transfer syntaxes need pylibjpeg or gdcm installed."
+            f"{path}: a DICOM without pixel data{what}: nothing to score. Pass the image "
+            "objects of the study (CR, DX, ...), not its structure or report files."
+        )
+    notes = _repair(ds)
+    try:
+        pixels = ds.pixel_array
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types for bad pixel data
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", syntax) or "unknown transfer syntax"
+        raise BadImageError(
+            f"{path}: cannot decode the DICOM pixel data ({name}; {type(error).__name__}: "
+            f"{_first_line(error)}). The file may be damaged or truncated."
         ) from error
 
+    note = "; ".join(["DICOM", *notes])
     samples = int(getattr(ds, "SamplesPerPixel", 1))
-    if samples == 1 and pixels.ndim == 3:
-        pixels = pixels[pixels.shape[0] // 2]  # multi-frame: the middle frame
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1 and pixels.ndim == (4 if samples == 3 else 3):
+        index = pixels.shape[0] // 2  # MULTIFRAME_FRAME
+        note = "; ".join([f"DICOM frame {index + 1}/{pixels.shape[0]}", *notes])
+        pixels = pixels[index]
     if samples == 3:
-        pixels = pixels[0] if pixels.ndim == 4 else pixels
-        return fit_grey(pixels.astype(np.float32).mean(axis=2))
+        return fit_grey(pixels.astype(np.float32).mean(axis=2)), note
 
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
     if window is not None:
@@ -100,7 +199,12 @@ def read_dicom(path: str | Path, window: tuple[float, float] | None = None) -> n
         scaled = np.clip((values - low) / max(float(high - low), 1e-6), 0.0, 1.0)
     if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         scaled = 1.0 - scaled  # MONOCHROME1: the minimum value is white
-    return np.round(scaled * 255.0).astype(np.uint8)
+    return np.round(scaled * 255.0).astype(np.uint8), note
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines[:3])[:300]
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
@@ -118,15 +222,23 @@ def read_image(
     size: int,
     mode: str = "resize",
     window: tuple[float, float] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> tuple[np.ndarray, str]:
     """Greyscale uint8 ``size`` x ``size`` image and a note on anything unusual.
 
-    Raises :class:`BadImageError` naming the file when it cannot be read.
+    The one reader of every inference path (eval's Grad-CAM, predict, the pipeline, the
+    web app). Raises :class:`BadImageError` naming the file when it cannot be read, or
+    when its header announces more than ``max_pixels`` pixels.
     """
     path = Path(path)
     if is_dicom(path):
-        return fit_to_square(read_dicom(path, window), size, mode), "DICOM"
-    return decode_image(str(path), size, mode)
+        try:
+            check_image_pixels(path, max_pixels)  # Rows x Columns from the header
+        except ImageTooLargeError as error:
+            raise BadImageError(str(error)) from error
+        image, note = decode_dicom(path, window)
+        return fit_to_square(image, size, mode), note
+    return decode_image(str(path), size, mode, max_pixels)
 
 
 def list_inputs(target: str | Path) -> list[Path]:

@@ -18,12 +18,17 @@ three minutes into a run is the usual way this goes wrong.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fracture_lit.data.class_roles import binary_order
 from fracture_lit.data.samples import IMAGE_SUFFIXES, DatasetIndex, Sample
+from fracture_lit.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DATASETS",
@@ -99,7 +104,7 @@ class DatasetInfo:
         return "\n".join(lines)
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """The dataset root is missing or its folders are not the layout the indexer expects.
 
     A ``FileNotFoundError`` so that code treating "no data" generically still catches it;
@@ -126,6 +131,18 @@ class DatasetLayoutError(FileNotFoundError):
         if info:
             parts.append(info.download_instructions)
         super().__init__("\n".join(parts))
+
+    def one_line(self) -> str:
+        """Title, problem and path; the layout tree only goes with the full message."""
+        title = f"Dataset '{self.info.name}'" if self.info else "Image dataset"
+        fix = (
+            f" Point data.root at it, or download it: {self.info.download_command}."
+            if self.info
+            else " Point data.root at a folder with one sub-folder per class."
+        )
+        if "data." in self.problem:  # the problem already says what to change
+            fix = ""
+        return f"data.root={self.path}: {title}: {self.problem}{fix}"
 
     def __reduce__(self):  # keep it picklable (DataLoader workers, multiprocessing)
         return (DatasetLayoutError, (self.path, self.problem, self.info, self.layout))
@@ -523,6 +540,7 @@ def index_image_folder(
     root: str | os.PathLike[str],
     classes: list[str] | None = None,
     split_dirs: dict[str, str] | None = None,
+    positive_class: str | None = None,
 ) -> DatasetIndex:
     """Index any folder-per-class dataset: ``root/<class>/*`` or ``root/<split>/<class>/*``.
 
@@ -530,7 +548,9 @@ def index_image_folder(
     validation, test; any case), or when ``split_dirs`` maps folder names to splits
     (e.g. ``{"Training": "train", "Testing": "test"}``). Class names are the class folder
     names (the union over splits) sorted case-insensitively; ``classes`` picks a subset in
-    its own order (label = position), matched case-insensitively.
+    its own order (label = position), matched case-insensitively. Two classes are ordered
+    ``[negative, positive]`` by name (fractured/abnormal/positive/yes... is positive) or by
+    ``positive_class``, never by the alphabet; a class whose folders hold no image is refused.
     """
     root = _abs(root)
     _require_dir(root, None, _IMAGE_FOLDER_LAYOUT)
@@ -581,6 +601,7 @@ def index_image_folder(
         if unknown:
             raise ValueError(f"Unknown class(es) {unknown}; available in {root}: {available}")
         chosen = [by_key[_norm(c)] for c in classes]
+    chosen = _binary_classes(chosen, positive_class, root, given=classes is not None)
 
     samples: list[Sample] = []
     for name in available:
@@ -589,7 +610,54 @@ def index_image_folder(
     for label, name in enumerate(chosen):
         for d, split in class_dirs[name]:
             _scan_class_dir(d, label, split, samples, skipped)
+    found = {s.label for s in samples}
+    empty = [name for label, name in enumerate(chosen) if label not in found]
+    if empty:
+        folders = ", ".join(str(d) for name in empty for d, _ in class_dirs[name])
+        raise DatasetLayoutError(
+            root,
+            f"class folder {folders} holds no image: it would be a class with no examples. "
+            "Remove it, or list the classes to use with data.classes=[...].",
+            None,
+            _IMAGE_FOLDER_LAYOUT,
+        )
     return _finish(samples, chosen, skipped, root, None, _IMAGE_FOLDER_LAYOUT)
+
+
+def _binary_classes(
+    chosen: list[str], positive_class: str | None, root: Path, given: bool
+) -> list[str]:
+    """Two classes as ``[negative, positive]`` (chosen by name), logged; others unchanged."""
+    if len(chosen) != 2:
+        if positive_class is not None:
+            raise ConfigError(
+                "data.positive_class",
+                positive_class,
+                f"only applies to two classes; {root} has {len(chosen)}: {chosen}",
+                "Set it to null, or pick two with data.classes=[...].",
+            )
+        return chosen
+    ordered = binary_order(chosen, positive_class)
+    if ordered is None and positive_class is not None:
+        raise ConfigError(
+            "data.positive_class", positive_class, f"is not one of the classes {chosen}"
+        )
+    if ordered is None and given:
+        ordered = list(chosen)  # data.classes=[negative, positive] says it explicitly
+    if ordered is None:
+        raise ConfigError(
+            "data.positive_class",
+            None,
+            f"cannot tell which of the class folders {chosen} under {root} is the positive "
+            "(fractured) one from their names",
+            f"Set data.positive_class={chosen[1]} (or {chosen[0]}).",
+        )
+    log.info(
+        "Binary classes: positive (label 1, the 'probability' column) = %r, negative = %r",
+        ordered[1],
+        ordered[0],
+    )
+    return ordered
 
 
 # --------------------------------------------------------------------------- registry

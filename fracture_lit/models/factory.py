@@ -18,15 +18,16 @@ import timm
 import torch.nn as nn
 
 import fracture_lit.models.custom_cnns  # noqa: F401  (registers the papers' CNNs with timm)
+from fracture_lit.errors import UserError
 
 HUB_HOST = ("huggingface.co", 443)
 
 
-class UnknownBackboneError(ValueError):
+class UnknownBackboneError(UserError, ValueError):
     """The backbone name is not a timm model."""
 
 
-class PretrainedWeightsUnavailableError(RuntimeError):
+class PretrainedWeightsUnavailableError(UserError, RuntimeError):
     """Pretrained weights were asked for but cannot be fetched or read."""
 
 

@@ -4,68 +4,75 @@ eval, predict, export and the review callbacks all start from a checkpoint. It i
 ``weights_only=True`` (no arbitrary unpickling), the network is rebuilt from the stored
 hyperparameters without touching the hub (the trained weights replace any pretrained
 ones), and the input pipeline the model was trained with (image size, resize mode,
-normalisation, preprocessing) comes back with it, so inference sees the same pixels.
+normalisation, preprocessing, threshold) comes back with it as one
+:class:`~fracture_lit.models.input_settings.InputSettings`, so inference sees the same pixels.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fracture_lit.data.class_roles import binary_role as _binary_role
+from fracture_lit.errors import UserError
+from fracture_lit.models.input_settings import InputSettings, resolve_input_settings
+
 __all__ = [
     "CheckpointError",
     "ClassMismatchError",
     "LoadedCheckpoint",
+    "check_checkpoint",
     "load_checkpoint",
     "match_classes",
 ]
 
 # Hyperparameters that only matter while training, or would reach for the network.
 _INFERENCE_OVERRIDES = {"pretrained": False, "pretrained_file": None, "compile": False}
-_NEGATIVE_NAMES = {"intact", "normal", "nonfractured", "notfractured", "nofracture", "negative"}
-_POSITIVE_NAMES = {"fractured", "fracture", "positive", "abnormal"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The file is missing, not a checkpoint, or not one of fracture_lit's."""
 
 
-class ClassMismatchError(ValueError):
+class ClassMismatchError(UserError, ValueError):
     """The checkpoint's classes do not match the data it is asked to evaluate."""
 
 
 @dataclass
 class LoadedCheckpoint:
-    """A model in eval mode plus what inference needs to feed it the same inputs."""
+    """A model in eval mode plus the :class:`InputSettings` to feed it the same inputs."""
 
     path: Path
     model: Any  # FractureClassifier (imported lazily: lightning is slow to import)
-    class_names: list[str]
-    threshold: float
-    data: dict[str, Any] = field(default_factory=dict)
+    settings: InputSettings
 
     @property
     def backbone(self) -> str:
         return str(self.model.hparams.backbone)
 
     @property
+    def class_names(self) -> list[str]:
+        return list(self.settings.class_names)
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold
+
+    @property
     def image_size(self) -> int:
-        return int(self.data.get("image_size", 224))
+        return self.settings.image_size
 
     @property
     def in_chans(self) -> int:
-        return int(self.model.hparams.in_chans)
+        return self.settings.in_chans
 
     def data_overrides(self) -> dict[str, Any]:
         """The datamodule arguments that must equal training's for the same inputs."""
-        keys = ("image_size", "resize_mode", "normalize", "preprocess")
-        out = {k: self.data[k] for k in keys if k in self.data}
-        out["in_chans"] = self.in_chans
-        return out
+        return self.settings.data_overrides()
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -100,12 +107,9 @@ def _read(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _datamodule_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """Lightning stores ``datamodule.state_dict()`` under the datamodule's class name."""
-    for key, value in checkpoint.items():
-        if key.endswith("DataModule") and isinstance(value, dict):
-            return dict(value)
-    return {}
+def check_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint, or the one-line refusal eval/predict/export give (train's ckpt_path too)."""
+    return _read(Path(path).expanduser())
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
@@ -114,7 +118,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
     path = Path(path).expanduser()
     checkpoint = _read(path)
-    meta = checkpoint["fracture_lit"]
     hparams = {**checkpoint["hyper_parameters"], **_INFERENCE_OVERRIDES}
     model = FractureClassifier(**hparams)
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
@@ -128,27 +131,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
             "another model definition."
         )
     model.eval().to(device)
-    threshold = float(meta.get("decision_threshold", model.decision_threshold))
-    return LoadedCheckpoint(
-        path=path,
-        model=model,
-        class_names=list(meta.get("class_names") or model.class_names),
-        threshold=threshold,
-        data=_datamodule_state(checkpoint),
-    )
+    settings = resolve_input_settings(checkpoint)
+    if not settings.class_names:
+        settings = settings.replace(class_names=tuple(model.class_names))
+    return LoadedCheckpoint(path=path, model=model, settings=settings)
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.casefold())
-
-
-def _binary_role(name: str) -> str | None:
-    key = _norm(name)
-    if key in _NEGATIVE_NAMES:
-        return "negative"
-    if key in _POSITIVE_NAMES:
-        return "positive"
-    return None
 
 
 def match_classes(model_classes: list[str], data_classes: list[str], where: str) -> None:

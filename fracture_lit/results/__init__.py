@@ -7,12 +7,15 @@ One owner per job (MONAI style), each module small:
 * :mod:`.job_record`: the job record every entry point writes, even on failure;
 * :mod:`.papers`: a paper's reported numbers matched to a job;
 * :mod:`.table`: the table model (sweep tables, seed groups, cell formatting);
-* :mod:`.pooled`: per-fold / per-seed rows pooled into one (mean ± sd, out-of-fold AUROC);
+* :mod:`.pooled`: a k-fold sweep's out-of-fold predictions pooled into one AUROC;
+* statistics: :mod:`.paired` (a job against the best one on the same test images),
+  :mod:`.calibration` (ECE, Brier, reliability, temperature scaling);
 * renderers: :mod:`.console`, :mod:`.files` (results.csv / results.md), :mod:`.html_page`
   (shared page parts), :mod:`.html_run`, :mod:`.html_sweep`, :mod:`.charts`;
 * :mod:`.sweep_report`: one call that writes a sweep's report with all of them.
 
-Nothing here imports torch or an entry point: reports run in a sweep's launcher process.
+No module here imports an entry point; the readers, tables and renderers import no torch
+(reports run in a sweep's launcher process), the statistics modules do.
 Import the submodules directly; this file imports nothing so that ``metrics.py`` can use
 the catalogue without pulling the renderers in.
 """

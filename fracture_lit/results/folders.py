@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.errors import UserError
 from fracture_lit.results.catalogue import CATALOGUE, STAGES
 from fracture_lit.results.papers import job_paper
 
@@ -62,7 +63,7 @@ MIN_SUBGROUP_FOR_CI = 10
 SUBGROUPS_NAME = "subgroups.json"
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """The folder cannot be reported on (missing, or no job folder): the CLI exits 2."""
 
 

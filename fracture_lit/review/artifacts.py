@@ -15,8 +15,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
@@ -123,12 +121,6 @@ def _write_misclassified(pred: SplitPredictions, path: Path) -> Path:
     return path
 
 
-def _cam_class(pred: SplitPredictions, i: int) -> int:
-    """Binary: explain the fracture class (where the model sees a fracture); multiclass:
-    the predicted class."""
-    return 1 if pred.binary else int(pred.predicted[i])
-
-
 def write_gradcam(
     pred: SplitPredictions,
     chosen: list[tuple[str, int]],
@@ -139,11 +131,10 @@ def write_gradcam(
 ) -> list[CamImage]:
     """Grad-CAM panels (image | heatmap, captioned) for the chosen (kind, index) pairs."""
     from fracture_lit.data.cache import BadImageError
-    from fracture_lit.review.gradcam import CamExplainer, captioned_overlay
+    from fracture_lit.review.panels import CamPanelWriter, cam_class
 
     if not chosen:
         return []
-    out_dir.mkdir(parents=True, exist_ok=True)
     images, kept = [], []
     for kind, i in chosen:
         try:
@@ -153,19 +144,13 @@ def write_gradcam(
             log.warning("Grad-CAM skips %s: %s", pred.paths[i], error)
     if not images:
         return []
-    device = next(net.parameters()).device
-    batch = pipeline.to_tensor(images).to(device)
-    explainer = CamExplainer(net, batch, target_layer)
-    try:
-        maps = explainer(batch, [_cam_class(pred, i) for _, i in kept])
-    finally:
-        explainer.close()
     predicted = pred.predicted
     counters: dict[str, int] = {}
     cams: list[CamImage] = []
-    for (kind, i), image, cam in zip(kept, images, maps, strict=True):
+    targets, captions = [], []
+    for kind, i in kept:
         n = counters[kind] = counters.get(kind, -1) + 1
-        target = _cam_class(pred, i)
+        target = cam_class(pred.binary, int(predicted[i]))
         item = CamImage(
             file=out_dir / f"{pred.split}_{kind}_{n:02d}.png",
             kind=kind,
@@ -175,10 +160,14 @@ def write_gradcam(
             predicted=pred.class_names[int(predicted[i])],
             prob=float(pred.probs[i, target]),
         )
-        caption = f"{kind}: true {item.label} | pred {item.predicted} | p({pred.class_names[target]})={item.prob:.2f}"
-        panel = captioned_overlay(image, cam, caption)
-        cv2.imwrite(str(item.file), np.ascontiguousarray(panel[..., ::-1]))
         cams.append(item)
+        targets.append(target)
+        captions.append(
+            f"{kind}: true {item.label} | pred {item.predicted} | "
+            f"p({pred.class_names[target]})={item.prob:.2f}"
+        )
+    with CamPanelWriter(net, target_layer) as writer:
+        writer.write(pipeline.to_tensor(images), images, targets, captions, [c.file for c in cams])
     _append_index(out_dir / "index.csv", cams)
     return cams
 

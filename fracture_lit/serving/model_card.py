@@ -1,0 +1,116 @@
+"""What the page says about the model: name, classes, training data, test metrics, limits.
+
+A reader must be able to judge a prediction without the command line: which network,
+trained on what, how well it did on held-out test images (with 95% intervals), and that
+this is a research tool. The numbers come from the run folder the checkpoint sits in
+(``<run>/checkpoints/*.ckpt``), read by the run-folder reader; a checkpoint copied out of
+its run still works, the page then says the metrics are unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DISCLAIMER", "ModelCard", "run_folder_of"]
+
+DISCLAIMER = (
+    "**Research tool, not a diagnostic device.** The output of this page is not a "
+    "diagnosis and must not be used for clinical decisions. It shows what one trained "
+    "model computes for an image, with a heatmap of where it looked."
+)
+
+# (column of the run-folder reader, label on the page).
+_SHOWN_METRICS = (
+    ("auroc", "AUROC"),
+    ("acc", "accuracy"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+)
+
+
+def run_folder_of(ckpt_path: str | Path) -> Path | None:
+    """``<run>`` of ``<run>/checkpoints/<name>.ckpt``, when that layout is there."""
+    ckpt = Path(ckpt_path).expanduser().resolve()
+    run = ckpt.parent.parent
+    if ckpt.parent.name == "checkpoints" and (run / "metrics.json").is_file():
+        return run
+    return None
+
+
+def _training_data(run_dir: Path | None) -> str:
+    """``FracAtlas (/data/FracAtlas)`` from the run's resolved ``config.yaml``."""
+    config = run_dir / "config.yaml" if run_dir is not None else None
+    if config is None or not config.is_file():
+        return "unknown (the checkpoint is not inside its run folder)"
+    from omegaconf import OmegaConf
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(config)).get("data", {})
+    except Exception:  # noqa: BLE001 - an unreadable config only costs this line
+        return f"unknown ({config} is unreadable)"
+    kind = str(data.get("_target_", "?")).rsplit(".", 1)[-1].removesuffix("DataModule")
+    root = data.get("root")
+    return f"{kind} ({root})" if root else kind
+
+
+@dataclass
+class ModelCard:
+    """The facts the page shows above the upload box."""
+
+    title: str
+    checkpoint: str
+    classes: list[str]
+    training_data: str
+    metrics: str
+    threshold: str
+
+    @classmethod
+    def build(cls, predictor: Any, job: Any | None, run_dir: Path | None) -> ModelCard:
+        """From a :class:`~fracture_lit.serving.predictor.Predictor` and the run folder's
+        job record (None when the checkpoint is not in a finished run's folder)."""
+        loaded = predictor.loaded
+        return cls(
+            title=f"{loaded.backbone} fracture classifier",
+            checkpoint=str(loaded.path),
+            classes=list(predictor.class_names),
+            training_data=_training_data(run_dir),
+            metrics=_metrics_line(job),
+            threshold=predictor.threshold_meaning(),
+        )
+
+    def markdown(self) -> str:
+        classes = ", ".join(f"`{c}`" for c in self.classes)
+        return "\n".join(
+            [
+                f"**Model:** {self.title} — checkpoint `{self.checkpoint}`  ",
+                f"**Classes:** {classes}  ",
+                f"**Training data:** {self.training_data}  ",
+                f"**Test metrics:** {self.metrics}  ",
+                f"**Decision threshold:** {self.threshold}",
+            ]
+        )
+
+
+def _metrics_line(job: Any | None) -> str:
+    if job is None:
+        return "unknown (no metrics.json next to the checkpoint's run folder)"
+    if job.status != "done":
+        return f"unknown: the training run did not finish ({job.status}: {job.error})"
+    test = job.metrics.get("test") or {}
+    if not test:
+        return "not measured (the run had no test split)"
+    parts = []
+    for column, label in _SHOWN_METRICS:
+        point, low, high = test.get(column, (None, None, None))
+        if point is None:
+            continue
+        ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        parts.append(f"{label} {point:.3f}{ci}")
+    n = job.n.get("test")
+    size = f" on {n} held-out test images" if n else ""
+    return (
+        f"{', '.join(parts)}{size} (95% bootstrap intervals; accuracy, sensitivity and "
+        "specificity at p = 0.5, AUROC over all thresholds)"
+    )
