@@ -11,7 +11,7 @@ UV_FLAGS := --python $(PY) --compile-bytecode $(if $(FIND_LINKS),--find-links $(
 # Without bytecode every `import lightning` costs ~20 s instead of ~7 s.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help install train test test-all lint format bench browser clean
+.PHONY: help install train test test-all lint format bench browser slurm clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ browser: $(STAMP) ## Debian's chromium (apt-get, sudo when not root) + Playwrigh
 	@# Playwright (a dev dependency) drives that chromium; it never downloads a browser.
 	@$(PY) -c "import playwright.sync_api" \
 		|| { echo "make browser: playwright is missing from $(VENV); run make install" >&2; exit 1; }
+
+slurm: ## One-node SLURM cluster on this machine for the `slurm` tests (root or sudo; .ci/slurm_up.sh)
+	bash .ci/slurm_up.sh
 
 lint: $(STAMP) ## ruff check + format check
 	$(VENV)/bin/ruff check fracture_lit tests

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -45,6 +46,23 @@ def _run_id() -> str:
     return os.environ[key]
 
 
+# Preprocessing that turns a greyscale radiograph into colour (data.preprocess).
+COLOUR_PREPROCESSING = frozenset({"jet"})
+
+
+def input_channels(pretrained: Any, pretrained_file: Any, preprocess: Any = None) -> int:
+    """Channels the backbone's first layer takes: 3 where ImageNet weights or a colour
+    preprocessing need them, else 1 (a greyscale radiograph repeated 3 times costs a
+    3-channel first convolution and carries no more information)."""
+    steps = [preprocess] if isinstance(preprocess, str) else list(preprocess or [])
+    needs_colour = (
+        bool(pretrained)
+        or bool(pretrained_file)
+        or any(str(step) in COLOUR_PREPROCESSING for step in steps)
+    )
+    return 3 if needs_colour else 1
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the config tree uses (idempotent)."""
     if not OmegaConf.has_resolver("run_id"):
@@ -53,3 +71,6 @@ def register_resolvers() -> None:
         # The launch directory; unlike ${hydra:runtime.cwd} it resolves before Hydra has
         # set its runtime config (sweep folders are resolved that early).
         OmegaConf.register_new_resolver("cwd", os.getcwd)
+    if not OmegaConf.has_resolver("input_channels"):
+        # model.in_chans: 1 for greyscale from scratch, 3 for pretrained weights or jet.
+        OmegaConf.register_new_resolver("input_channels", input_channels)

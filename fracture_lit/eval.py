@@ -116,7 +116,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "Pick one of them or split=all (every image, e.g. for external validation).",
         )
     parts = [
-        predict_split(loaded.model, datamodule, s, loaded.class_names, threshold, cfg.batch_size)
+        predict_split(
+            loaded.model,
+            datamodule,
+            s,
+            loaded.class_names,
+            threshold,
+            cfg.batch_size,
+            temperature=loaded.temperature,
+        )
         for s in wanted
     ]
     pred = parts[0] if len(parts) == 1 else SplitPredictions.concat(parts, split)
@@ -132,6 +140,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "split": split,
         "threshold": threshold,
         "threshold_source": source,
+        "temperature": loaded.temperature,
         "eval": scored,
     }
     subgroups = score_all_subgroups(pred, n_bootstrap=cfg.n_bootstrap)

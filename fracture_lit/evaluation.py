@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from fracture_lit.metrics import binary_metrics_at_threshold, bootstrap_cis, build_metrics
+from fracture_lit.results.calibration import calibration_cis, calibration_metrics
 from fracture_lit.results.folders import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
 from fracture_lit.review.artifacts import confusion_at_threshold
 from fracture_lit.review.predictions import SplitPredictions
@@ -38,7 +39,8 @@ def score(
     """``{"metrics", "ci95", "confusion_matrix", "n"}`` in the shape metrics.json uses.
 
     Thresholded metrics use ``pred.threshold`` (binary) or the argmax (multiclass);
-    intervals resample images with replacement (percentile bootstrap).
+    intervals resample images with replacement (percentile bootstrap). ECE and Brier score
+    are of ``pred.probs`` as given (the checkpoint's temperature already applied).
     """
     probs = torch.as_tensor(pred.probs, dtype=torch.float32)
     targets = torch.as_tensor(pred.labels).long()
@@ -54,6 +56,13 @@ def score(
         points = {k: v[0] for k, v in intervals.items()}
     else:
         points = fn(probs, targets) if both or pred.binary else {}
+    # Calibration (ECE, Brier) is defined whatever classes are present.
+    if n_bootstrap > 0:
+        calibration = calibration_cis(probs, targets, n_boot=n_bootstrap, seed=seed)
+        out.setdefault("ci95", {}).update(calibration)
+        points = {**points, **{k: v[0] for k, v in calibration.items()}}
+    else:
+        points = {**points, **calibration_metrics(probs, targets)}
     out["metrics"] = {f"{prefix}/{k}": float(v) for k, v in points.items()}
     if pred.binary:
         out["metrics"][f"{prefix}/threshold"] = pred.threshold

@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
-from fracture_lit.errors import ConfigError, check_command_line, clean_exit
+from fracture_lit.errors import check_command_line, clean_exit
 
 log = logging.getLogger("fracture_lit.serve")
 register_resolvers()
@@ -28,12 +28,13 @@ def run(cfg: DictConfig) -> None:
     from fracture_lit.serving.model_card import ModelCard, run_folder_of
     from fracture_lit.serving.predictor import Predictor
     from fracture_lit.serving.uploads import UploadLimits
+    from fracture_lit.validation import check_bool, check_int, validate_serve
 
-    for key in ("max_upload_mb", "max_files", "port"):
-        if not isinstance(cfg[key], int) or cfg[key] < (0 if key == "port" else 1):
-            raise ConfigError(key, cfg[key], "must be a positive whole number")
+    validate_serve(cfg)
+    check_int(cfg, "max_files", 1)
+    check_bool(cfg, "gradcam.enabled")
     limits = UploadLimits(
-        max_bytes=int(cfg.max_upload_mb) * 1024 * 1024,
+        max_bytes=int(float(cfg.max_upload_mb) * 1024 * 1024),
         max_pixels=cfg.max_image_pixels,
         max_files=int(cfg.max_files),
     )
@@ -45,6 +46,7 @@ def run(cfg: DictConfig) -> None:
         threshold=cfg.threshold,
         target_layer=cfg.gradcam.target_layer,
         gradcam=bool(cfg.gradcam.enabled),
+        tta=str(cfg.tta),
     )
     run_dir = run_folder_of(cfg.ckpt_path)
     card = ModelCard.build(predictor, load_job(run_dir) if run_dir else None, run_dir)

@@ -93,8 +93,11 @@ def _loggers(cfg: DictConfig) -> list[Any]:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    from fracture_lit.utils.gpu_pool import pin_local_gpus
     from fracture_lit.validation import validate_train
 
+    # First, before anything asks CUDA for devices: a parallel local sweep job's own GPUs.
+    pinned_gpus = pin_local_gpus(cfg)
     validate_train(cfg)  # every value checked before data is indexed or a model built
     import lightning as L
     import torch
@@ -138,6 +141,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     results: dict[str, Any] = {"backbone": cfg.model.backbone, "classes": datamodule.classes}
+    if pinned_gpus:
+        results["gpus"] = pinned_gpus
     ckpt_path: str | None = None
     if trainer.world_size > 1:
         pin_ddp_children_to_this_job(output_dir)

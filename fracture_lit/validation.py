@@ -414,6 +414,9 @@ def validate_model(cfg: Any) -> None:
     check_float(cfg, "model.drop_rate", 0.0, 1.0, high_open=True)
     check_float(cfg, "model.label_smoothing", 0.0, 1.0, high_open=True)
     check_int(cfg, "model.n_bootstrap", 0)
+    check_choice(
+        cfg, "model.calibrate", ("none", "temperature"), fix="e.g. model.calibrate=temperature."
+    )
     check_bool(cfg, "model.pretrained")
     check_float(cfg, "model.optimizer.lr", 0.0, 10.0, low_open=True, fix="e.g. 1e-3.")
     check_float(cfg, "model.optimizer.weight_decay", 0.0)

@@ -114,6 +114,9 @@ def test_apply_temperature_keeps_ranking_and_argmax() -> None:
     assert torch.equal(scaled > 0.5, probs > 0.5)
     assert (scaled - 0.5).abs().max() < (probs - 0.5).abs().max()  # softer
     assert apply_temperature(probs, 1.0) is probs
+    # Saturated float32 scores keep their order (no ties made by clamping).
+    extreme = torch.tensor([0.0, 1e-40, 1e-20, 1e-8, 0.5, 1 - 1.2e-7, 1 - 6e-8, 1.0])
+    assert torch.equal(torch.argsort(apply_temperature(extreme, 3.0)), torch.arange(8))
     mc, _ = calibrated_multiclass(100, 8)
     assert torch.equal(apply_temperature(mc, 0.5).argmax(1), mc.argmax(1))
     # Binary (N,) and its (N, 2) softmax form scale identically.

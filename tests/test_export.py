@@ -43,7 +43,7 @@ def _train(root: Path, synthetic_root: Path, *extra: str) -> Path:
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Path:
     """One tiny resnet18 checkpoint (32 px, intact/fractured) for the module's tests."""
-    return _train(tmp_path_factory.mktemp("export-train"), synthetic_root)
+    return _train(tmp_path_factory.mktemp("export-train"), synthetic_root, "model.in_chans=3")
 
 
 @pytest.fixture(scope="module")

@@ -156,6 +156,25 @@ def test_model_card_reads_the_run_folder(predictor: Predictor, trained: dict):
     assert "unknown" in ModelCard.build(predictor, None, None).metrics
 
 
+def test_serve_cli_refuses_bad_settings_in_one_line(trained: dict, tmp_path: Path):
+    env = {"FRACTURE_LIT_ROOT": str(tmp_path)}
+    done = run_cli(
+        ["-m", "fracture_lit.serve", f"ckpt_path={tmp_path / 'missing.ckpt'}"], tmp_path, env=env
+    )
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"Error: ckpt_path={tmp_path / 'missing.ckpt'}: no such file.")
+    )
+    ckpt = trained["best_model_path"]
+    done = run_cli(
+        ["-m", "fracture_lit.serve", f"ckpt_path={ckpt}", "max_files=0"], tmp_path, env=env
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "Error: max_files=0: must be an integer >= 1."
+
+
 # --------------------------------------------------------------------------- real browser
 
 
@@ -163,6 +182,15 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _other_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback (`hostname -I`; none when absent)."""
+    try:
+        done = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [a for a in done.stdout.split() if "." in a and not a.startswith("127.")]
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
@@ -274,6 +302,12 @@ def test_page_classifies_uploads_like_predict(
     assert {r["status"] for r in expected.values()} == {"ok"}
 
     _wait_until_up(server["url"], server["process"], server["log"])
+    # Loopback only: the machine's other addresses do not answer.
+    port = int(server["url"].rsplit(":", 1)[1].strip("/"))
+    for address in _other_addresses():
+        with socket.socket() as sock, pytest.raises(OSError):
+            sock.settimeout(2)
+            sock.connect((address, port))
     outside: list[str] = []
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=str(CHROMIUM), headless=True)

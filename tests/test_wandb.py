@@ -37,6 +37,7 @@ def test_offline_run_has_metrics_config_and_review(tiny_cfg, tmp_path: Path, no_
     keys = wb.history_keys
     # per-epoch metrics, then the review of the best checkpoint on val and test
     assert {"train/loss", "val/auroc", "val/youden_threshold", "test/auroc"} <= keys
+    assert {"val/ece", "val/brier", "test/ece", "test/brier"} <= keys
     for split in ("val", "test"):
         assert f"{split}/confusion_matrix_table/_type" in keys
         assert f"{split}/roc_curve_table/_type" in keys
@@ -44,6 +45,7 @@ def test_offline_run_has_metrics_config_and_review(tiny_cfg, tmp_path: Path, no_
         assert f"{split}/misclassified/_type" in keys
         assert f"{split}/gradcam/_type" in keys
         assert f"{split}/figure_roc/_type" in keys
+        assert f"{split}/figure_reliability/_type" in keys
     # the same artefacts are in the run folder: every val Grad-CAM panel went to W&B
     review = tmp_path / "review"
     panels = list((review / "gradcam").glob("val_*.png"))
@@ -53,6 +55,7 @@ def test_offline_run_has_metrics_config_and_review(tiny_cfg, tmp_path: Path, no_
         "confusion.png",
         "roc.png",
         "pr.png",
+        "reliability.png",
         "predictions.csv",
         "misclassified.csv",
     }

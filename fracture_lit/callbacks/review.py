@@ -82,6 +82,7 @@ class ReviewCallback(Callback):
                 list(pl_module.class_names),
                 threshold=float(pl_module.decision_threshold),
                 batch_size=self.batch_size,
+                temperature=float(pl_module.temperature),
             )
             files = write_review(
                 pred,

@@ -63,6 +63,11 @@ class LoadedCheckpoint:
         return self.settings.threshold
 
     @property
+    def temperature(self) -> float:
+        """Divides the logits before the softmax (temperature scaling; 1.0 = none)."""
+        return self.settings.temperature
+
+    @property
     def image_size(self) -> int:
         return self.settings.image_size
 
@@ -122,7 +127,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model = FractureClassifier(**hparams)
     missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
     # Metric states are not part of what a checkpoint must carry; network weights are.
-    missing = [k for k in missing if not k.startswith(("train_", "val_", "test_"))]
+    # Nor is the temperature of checkpoints older than temperature scaling (1.0 then).
+    missing = [
+        k for k in missing if not k.startswith(("train_", "val_", "test_")) and k != "temperature"
+    ]
     if missing or unexpected:
         raise CheckpointError(
             f"ckpt_path={path}: its weights do not fit backbone {hparams.get('backbone')!r} "
@@ -134,6 +142,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     settings = resolve_input_settings(checkpoint)
     if not settings.class_names:
         settings = settings.replace(class_names=tuple(model.class_names))
+    model.temperature.fill_(settings.temperature)
     return LoadedCheckpoint(path=path, model=model, settings=settings)
 
 

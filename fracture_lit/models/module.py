@@ -23,6 +23,13 @@ from fracture_lit.metrics import (
 )
 from fracture_lit.models.factory import create_backbone
 from fracture_lit.models.freeze import freeze_backbone, set_frozen_bn_eval
+from fracture_lit.results.calibration import (
+    CALIBRATE_CHOICES,
+    apply_temperature,
+    calibration_cis,
+    calibration_metrics,
+    fit_temperature,
+)
 
 # Epoch values are computed by torchmetrics after it synchronised the ranks' states, so
 # Lightning's advice to reduce them again with sync_dist does not apply.
@@ -42,7 +49,14 @@ def _plain(value: Any) -> Any:
 
 
 class StageMetrics(torch.nn.Module):
-    """Everything one stage (train/val/test) accumulates over an epoch."""
+    """Everything one stage (train/val/test) accumulates over an epoch.
+
+    A step only keeps its detached scores, targets and loss; the metrics are updated once
+    per epoch from the concatenated batches (:meth:`flush`). Updating a dozen torchmetrics
+    on every step cost more host time than the step's small-image forward pass on CPU; the
+    epoch values are the same, and under DDP each rank still updates its own states, which
+    torchmetrics synchronises in ``compute``.
+    """
 
     def __init__(self, num_classes: int, stage: str) -> None:
         super().__init__()
@@ -53,16 +67,32 @@ class StageMetrics(torch.nn.Module):
         self.keep_scores = stage != "train"
         self.scores = CatMetric()
         self.targets = CatMetric()
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def update(self, scores: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        """Keep one batch (detached) until :meth:`flush`."""
+        self._pending.append((scores.detach(), targets.detach(), loss.detach().reshape(())))
+
+    def flush(self) -> None:
+        """Update every metric once with the batches kept since the last flush."""
+        if not self._pending:
+            return
+        scores = torch.cat([s for s, _, _ in self._pending])
+        targets = torch.cat([t for _, t, _ in self._pending])
+        losses = torch.stack([loss.float() for _, _, loss in self._pending])
+        counts = torch.tensor(
+            [t.numel() for _, t, _ in self._pending], dtype=torch.float32, device=losses.device
+        )
+        self._pending.clear()
         self.collection.update(scores, targets)
         self.confusion.update(scores, targets)
-        self.loss.update(loss, weight=targets.numel())
+        self.loss.update(losses, weight=counts)
         if self.keep_scores:
             self.scores.update(scores)
             self.targets.update(targets)
 
     def reset(self) -> None:
+        self._pending.clear()
         for metric in (self.collection, self.confusion, self.loss, self.scores, self.targets):
             metric.reset()
 
@@ -97,8 +127,13 @@ class FractureClassifier(L.LightningModule):
         monitor_mode: str = "max",
         class_names: Sequence[str] | None = None,
         n_bootstrap: int = 1000,
+        calibrate: str = "none",
     ) -> None:
         super().__init__()
+        if calibrate not in CALIBRATE_CHOICES:
+            raise ValueError(
+                f"model.calibrate={calibrate!r}: use one of {', '.join(CALIBRATE_CHOICES)}."
+            )
         if num_classes is None or int(num_classes) < 2:
             raise ValueError(
                 f"model.num_classes={num_classes!r}: need at least 2 classes (it is normally "
@@ -141,6 +176,9 @@ class FractureClassifier(L.LightningModule):
         )
         # The decision threshold on the positive class (binary), chosen on validation.
         self.register_buffer("decision_threshold", torch.tensor(0.5))
+        # Divides the logits before the softmax everywhere probabilities are reported (eval,
+        # predict, export, the review); fitted on validation with model.calibrate=temperature.
+        self.register_buffer("temperature", torch.tensor(1.0))
 
         for stage in STAGES:
             setattr(self, f"{stage}_metrics", StageMetrics(self.num_classes, stage))
@@ -207,7 +245,7 @@ class FractureClassifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
-        return torch.softmax(self(x).float(), dim=1)
+        return torch.softmax(self(x).float() / self.temperature, dim=1)
 
     # ----------------------------------------------------------------- epoch ends
     def _stage(self, stage: str) -> StageMetrics:
@@ -216,6 +254,7 @@ class FractureClassifier(L.LightningModule):
     def _finish_epoch(self, stage: str) -> dict[str, float]:
         """Compute (synchronised across ranks), summarise and reset one stage's metrics."""
         acc = self._stage(stage)
+        acc.flush()
         values = {k: float(v) for k, v in acc.collection.compute().items()}
         values[f"{stage}/loss"] = float(acc.loss.compute())
         summary: dict[str, Any] = {
@@ -226,11 +265,44 @@ class FractureClassifier(L.LightningModule):
             scores = acc.scores.compute().cpu()
             targets = acc.targets.compute().cpu().long()
             summary["n"] = int(targets.numel())
+            if not self.trainer.sanity_checking:
+                scores = self._calibrate(stage, scores, targets, values, summary)
             if self.num_classes == 2 and not self.trainer.sanity_checking:
                 values.update(self._threshold_metrics(stage, scores, targets, summary))
         acc.reset()
         self.epoch_summary[stage] = summary
         return values
+
+    def _calibrate(
+        self,
+        stage: str,
+        scores: torch.Tensor,
+        targets: torch.Tensor,
+        values: dict[str, float],
+        summary: dict[str, Any],
+    ) -> torch.Tensor:
+        """Fit the temperature (val, when asked), apply it, add ECE and Brier score.
+
+        Returns the probabilities as reported from here on: the Youden threshold and the
+        thresholded test metrics then live on the same (calibrated) scale as eval and
+        predict. Logged metrics that depend only on ranking or argmax are unchanged.
+        """
+        if stage == "val" and self.hparams.calibrate == "temperature":
+            fit = fit_temperature(scores, targets)
+            self.temperature.fill_(fit.temperature)
+            values["val/temperature"] = fit.temperature
+            summary["temperature_fit"] = {
+                "temperature": fit.temperature,
+                "nll_before": fit.nll_before,
+                "nll_after": fit.nll_after,
+            }
+        scores = apply_temperature(scores, float(self.temperature))
+        values.update({f"{stage}/{k}": v for k, v in calibration_metrics(scores, targets).items()})
+        final = stage == "test" or self.trainer.state.fn == "validate"
+        if final and self.hparams.n_bootstrap > 0:
+            intervals = calibration_cis(scores, targets, n_boot=self.hparams.n_bootstrap)
+            summary.setdefault("ci95", {}).update(intervals)
+        return scores
 
     def _threshold_metrics(
         self, stage: str, scores: torch.Tensor, targets: torch.Tensor, summary: dict[str, Any]
@@ -251,7 +323,9 @@ class FractureClassifier(L.LightningModule):
         final_validation = stage == "val" and self.trainer.state.fn == "validate"
         if final_validation and targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
             # The evaluation of the best checkpoint after fitting gets intervals too.
-            summary["ci95"] = self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
+            summary.setdefault("ci95", {}).update(
+                self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
+            )
         if stage == "test":
             threshold = float(self.decision_threshold)
             at_thr = binary_metrics_at_threshold(scores, targets, threshold)
@@ -259,7 +333,9 @@ class FractureClassifier(L.LightningModule):
             out.update({f"test/{k}_at_thr": v for k, v in at_thr.items() if k != "auroc"})
             if targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
                 # Intervals at 0.5 (matching the logged test metrics) and at val's threshold.
-                summary["ci95"] = self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
+                summary.setdefault("ci95", {}).update(
+                    self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
+                )
                 summary["ci95_at_thr"] = self._bootstrap(
                     scores, targets, threshold, ("recall", "specificity", "acc", "f1")
                 )
@@ -318,12 +394,17 @@ class FractureClassifier(L.LightningModule):
         }
 
     # ----------------------------------------------------------------- checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints written before temperature scaling existed carry no temperature: 1.0.
+        checkpoint.get("state_dict", {}).setdefault("temperature", torch.tensor(1.0))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fracture_lit"] = {
             "backbone": self.hparams.backbone,
             "class_names": list(self.class_names),
             "in_chans": int(self.hparams.in_chans),
             "decision_threshold": float(self.decision_threshold),
+            "temperature": float(self.temperature),
         }
         # Resuming from this checkpoint continues the same W&B run (see train.wandb_settings).
         from lightning.pytorch.loggers import WandbLogger

@@ -55,8 +55,12 @@ __all__ = [
 CALIBRATION_KEYS: tuple[str, ...] = ("ece", "brier")
 CALIBRATE_CHOICES: tuple[str, ...] = ("none", "temperature")
 N_BINS = 15
-# float32 probabilities round to exactly 0 or 1 beyond |logit| ~ 17; clamp before the log.
-_EPS = 1e-7
+# float32 probabilities round to exactly 0 or 1 beyond |logit| ~ 17. Fitting clamps them
+# to [1e-7, 1 - 1e-7] (|logit| <= 16: a saturated image must not dominate the likelihood);
+# applying clamps only just inside (0, 1), below float32's resolution, so the order of every
+# score and hence the AUROC stay exactly as they were.
+_FIT_RANGE = (1e-7, 1 - 1e-7)
+_APPLY_RANGE = (1e-300, 1 - 1e-12)
 # The search range of 1/T: T from 0.02 (sharpen 50x) to 20 (flatten 20x).
 _INV_T_BOUNDS = (0.05, 50.0)
 
@@ -170,10 +174,12 @@ def _edges(n_bins: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- temperature
-def logits_from_probs(probs: Tensor | np.ndarray) -> Tensor:
+def logits_from_probs(
+    probs: Tensor | np.ndarray, clamp: tuple[float, float] = _FIT_RANGE
+) -> Tensor:
     """Logits ``(N, C)`` (float64) that softmax maps back to ``probs``, up to a per-row
     constant: ``[0, logit(p)]`` for binary ``(N,)``, ``log p`` for ``(N, C)``."""
-    p = _as_probs(probs).double().clamp(_EPS, 1 - _EPS)
+    p = _as_probs(probs).double().clamp(*clamp)
     if p.ndim == 1:
         return torch.stack([torch.zeros_like(p), torch.log(p) - torch.log1p(-p)], dim=1)
     return torch.log(p)
@@ -185,7 +191,7 @@ def apply_temperature(probs: Tensor, temperature: float) -> Tensor:
         raise ValueError(f"temperature must be a positive number, got {temperature}")
     if temperature == 1.0:
         return probs
-    scaled = torch.softmax(logits_from_probs(probs) / temperature, dim=1)
+    scaled = torch.softmax(logits_from_probs(probs, _APPLY_RANGE) / temperature, dim=1)
     out = scaled[:, 1] if probs.ndim == 1 else scaled
     return out.to(dtype=probs.dtype, device=probs.device)
 

@@ -17,6 +17,9 @@ and jobs whose data or split settings differ, or whose test images differ, are n
 the reason is reported instead. :func:`compare_to_best` picks the best job on validation
 (picking on test and then testing on test would favour the winner) and says in one sentence
 how every other job compares with it.
+
+Importing this module does not import torch (reports run without it); :func:`compare` does,
+to resample with :func:`fracture_lit.metrics.bootstrap_cis` like every other interval.
 """
 
 from __future__ import annotations
@@ -29,10 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats
-
-from fracture_lit.metrics import bootstrap_cis
 
 __all__ = [
     "ALPHA",
@@ -406,11 +406,16 @@ def compare(
         out.skipped = "the test images hold a single class (AUROC is undefined)"
         return out
     c = probs_a.shape[1]
+    # The project's one bootstrap (torch), imported only when there is something to compare:
+    # a report that only reads folders stays free of torch.
+    import torch
+
+    from fracture_lit.metrics import bootstrap_cis
 
     # One resample of the images serves both models: that is what makes it paired.
     packed = np.column_stack([probs_a, probs_b, correct_a, correct_b])
 
-    def deltas(rows: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    def deltas(rows: Any, targets: Any) -> dict[str, float]:
         p, t = rows.numpy(), targets.numpy()
         ca, cb = p[:, 2 * c].astype(bool), p[:, 2 * c + 1].astype(bool)
         return {

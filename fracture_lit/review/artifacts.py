@@ -2,7 +2,7 @@
 
 Layout (``<run folder>/review/``), read by the HTML report and logged to W&B::
 
-    <split>/confusion.png  roc.png  pr.png  predictions.csv  misclassified.csv
+    <split>/confusion.png  roc.png  pr.png  reliability.png  predictions.csv  misclassified.csv
     gradcam/<split>_fixed_NN.png   the same images on every run (first of each class)
     gradcam/<split>_worst_NN.png   the most confidently wrong images
     gradcam/index.csv              file, kind, split, path, label, predicted, prob
@@ -19,7 +19,7 @@ import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from fracture_lit.inference import InputPipeline
-from fracture_lit.review.plots import plot_confusion, plot_pr, plot_roc
+from fracture_lit.review.plots import plot_confusion, plot_pr, plot_reliability, plot_roc
 from fracture_lit.review.predictions import SplitPredictions
 
 __all__ = ["CamImage", "ReviewFiles", "write_gradcam", "write_review"]
@@ -55,6 +55,7 @@ class ReviewFiles:
     misclassified: Path
     confusion_matrix: list[list[int]]
     cams: list[CamImage] = field(default_factory=list)
+    reliability: Path | None = None
 
 
 def confusion_at_threshold(pred: SplitPredictions) -> list[list[int]]:
@@ -102,6 +103,9 @@ def write_review(
         predictions=pred.write_csv(split_dir / "predictions.csv"),
         misclassified=_write_misclassified(pred, split_dir / "misclassified.csv"),
         confusion_matrix=matrix,
+        reliability=plot_reliability(
+            pred.probs, pred.labels, split_dir / "reliability.png", f"{pred.split}: reliability"
+        ),
     )
     if net is not None and pipeline is not None and (n_fixed or n_worst):
         chosen = [("fixed", i) for i in pred.fixed_set(n_fixed)]

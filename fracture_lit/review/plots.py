@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torchmetrics.functional.classification import (  # noqa: E402
     binary_auroc,
     binary_average_precision,
@@ -22,7 +23,7 @@ from torchmetrics.functional.classification import (  # noqa: E402
     binary_roc,
 )
 
-__all__ = ["plot_confusion", "plot_pr", "plot_roc"]
+__all__ = ["plot_confusion", "plot_pr", "plot_reliability", "plot_roc"]
 
 
 def _one_vs_rest(
@@ -89,6 +90,49 @@ def plot_pr(
         xlabel="recall (sensitivity)", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02)
     )
     ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_reliability(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    title: str = "Reliability",
+) -> Path:
+    """Reliability diagram: observed frequency against predicted probability per bin.
+
+    Binary: p(positive) against the share of positives; multiclass: top-class confidence
+    against accuracy. The bins are those of the ECE in the legend
+    (:func:`fracture_lit.results.calibration.reliability_bins`), so the two agree; the lower
+    panel counts the images per bin.
+    """
+    from fracture_lit.results.calibration import calibration_metrics, reliability_bins
+
+    bins = reliability_bins(probs, labels)
+    scores = calibration_metrics(probs, labels)
+    used = bins.count > 0
+    fig, (ax, hist) = plt.subplots(
+        2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="grey", label="perfectly calibrated")
+    for x, y in zip(bins.confidence[used], bins.frequency[used], strict=True):
+        ax.plot([x, x], [x, y], color="tab:red", lw=1.0, alpha=0.6)  # the gap ECE averages
+    ax.plot(
+        bins.confidence[used],
+        bins.frequency[used],
+        "o-",
+        lw=1.6,
+        color="tab:blue",
+        label=f"ECE {scores['ece']:.3f}, Brier {scores['brier']:.3f}",
+    )
+    what = "fraction positive" if bins.binary else "accuracy"
+    ax.set(ylabel=f"observed {what}", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="upper left", fontsize=8)
+    width = np.diff(bins.edges)
+    hist.bar(bins.edges[:-1], bins.count[:-1], width=width, align="edge", color="tab:blue")
+    hist.bar([1.0], bins.count[-1:], width=0.01, color="tab:blue")  # scores of exactly 1.0
+    hist.set(xlabel="predicted p(positive)" if bins.binary else "confidence", ylabel="images")
+    hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
 
 

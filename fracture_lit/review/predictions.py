@@ -113,8 +113,10 @@ def predict_split(
     class_names: list[str],
     threshold: float = 0.5,
     batch_size: int = 64,
+    temperature: float = 1.0,
 ) -> SplitPredictions:
-    """Run ``model`` over ``datamodule``'s ``split`` (set up, unaugmented) in its order."""
+    """Run ``model`` over ``datamodule``'s ``split`` (set up, unaugmented) in its order;
+    probabilities with the checkpoint's ``temperature`` applied."""
     from fracture_lit.data.base import collate_images
 
     dataset = datamodule.datasets[split]
@@ -122,7 +124,7 @@ def predict_split(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_images)
     probs, labels = [], []
     for images, targets in loader:
-        probs.append(predict_probs(model, datamodule.normalizer(images)))
+        probs.append(predict_probs(model, datamodule.normalizer(images), temperature=temperature))
         labels.append(targets)
     return SplitPredictions(
         split=split,

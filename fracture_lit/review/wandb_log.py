@@ -92,6 +92,10 @@ def log_review(experiment: Any, pred: SplitPredictions, files: ReviewFiles) -> N
         f"{split}/figure_pr": wandb.Image(str(files.pr), caption="precision-recall"),
         **_curves(pred),
     }
+    if files.reliability is not None:
+        payload[f"{split}/figure_reliability"] = wandb.Image(
+            str(files.reliability), caption="reliability"
+        )
     if files.cams:
         payload[f"{split}/gradcam"] = [
             wandb.Image(str(c.file), caption=c.caption) for c in files.cams

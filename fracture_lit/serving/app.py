@@ -21,10 +21,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.errors import UserError
 from fracture_lit.serving.model_card import DISCLAIMER, ModelCard
 from fracture_lit.serving.predictor import Prediction, Predictor, write_csv
 
-__all__ = ["build_app", "offline_environment", "results_html", "serve", "upload_folder"]
+__all__ = [
+    "ServeError",
+    "build_app",
+    "offline_environment",
+    "results_html",
+    "serve",
+    "upload_folder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,10 @@ _CSS = """
 #fl-results .fl-error { color: #b00020; }
 #fl-disclaimer { border-left: 4px solid #b00020; padding-left: 8px; }
 """
+
+
+class ServeError(UserError, OSError):
+    """The server cannot start (its port is taken, the address cannot be bound)."""
 
 
 def offline_environment() -> None:
@@ -213,20 +225,31 @@ def serve(
     app = build_app(predictor, card, workdir)
     app.queue(default_concurrency_limit=1, max_size=32)
     _stop_on_sigterm()
+    try:
+        app.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            max_file_size=predictor.limits.max_bytes,
+            show_error=False,
+            ssr_mode=False,
+            mcp_server=False,
+            pwa=False,
+            enable_monitoring=False,
+            footer_links=[],
+            quiet=True,  # its banner suggests share=True; serve() logs the address instead
+            prevent_thread_lock=True,
+            theme=gr.themes.Default(),
+            css=_CSS,
+        )
+    except OSError as error:
+        if "port" not in str(error).lower():
+            raise
+        raise ServeError(
+            f"port={port}: cannot listen on {host}:{port} ({str(error).split('. ')[0]}). "
+            f"Another server may hold it: pick a free one, e.g. port={port + 1}."
+        ) from error
     log.info("Serving %s on http://%s:%d (uploads in %s)", card.checkpoint, host, port, workdir)
-    app.launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        inbrowser=False,
-        max_file_size=predictor.limits.max_bytes,
-        show_error=False,
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
-        enable_monitoring=False,
-        footer_links=[],
-        quiet=True,  # its banner suggests share=True; the log line above gives the URL
-        theme=gr.themes.Default(),
-        css=_CSS,
-    )
+    log.info("Open that address in a browser; Ctrl-C stops the server.")
+    app.block_thread()

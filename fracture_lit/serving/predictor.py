@@ -54,18 +54,22 @@ class Predictor:
         threshold: float | None = None,
         target_layer: str | None = None,
         gradcam: bool = True,
+        tta: str = "none",
     ) -> None:
-        from fracture_lit.inference import InputPipeline
+        from fracture_lit.inference import InputPipeline, check_tta
 
         self.loaded = loaded
         self.limits = limits
-        self.class_names: list[str] = list(loaded.class_names)
-        self.binary = len(self.class_names) == 2
         self.threshold_given = threshold is not None
-        self.threshold = float(threshold) if threshold is not None else float(loaded.threshold)
-        self.pipeline = InputPipeline.from_checkpoint(loaded)
+        self.settings = (
+            loaded.settings.replace(threshold=float(threshold))
+            if threshold is not None
+            else loaded.settings
+        )
+        self.pipeline = InputPipeline(self.settings, max_pixels=limits.max_pixels)
         self.target_layer = target_layer
         self.gradcam = gradcam
+        self.tta = check_tta(tta)
 
     @classmethod
     def load(
@@ -81,14 +85,25 @@ class Predictor:
         from fracture_lit.models.loading import load_checkpoint
 
         use_cuda = device != "cpu" and torch.cuda.is_available()
-        return cls(
-            load_checkpoint(ckpt_path, device="cuda" if use_cuda else "cpu"), limits, **kwargs
-        )
+        loaded = load_checkpoint(ckpt_path, device="cuda" if use_cuda else "cpu")
+        return cls(loaded, limits, **kwargs)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.settings.class_names)
+
+    @property
+    def binary(self) -> bool:
+        return self.settings.binary
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold
 
     @property
     def positive(self) -> str | None:
         """The class the threshold is about (binary models only)."""
-        return self.class_names[1] if self.binary else None
+        return self.settings.positive_class
 
     def threshold_meaning(self) -> str:
         """One sentence: the decision rule and where its threshold comes from."""
@@ -100,9 +115,10 @@ class Predictor:
             else "chosen by the training run on its validation split (Youden's J: the "
             "best sum of sensitivity and specificity), never on test data"
         )
+        negative = self.class_names[0]
         return (
             f"The model says {self.positive} when p({self.positive}) > {self.threshold:.3f}, "
-            f"otherwise {self.class_names[0]}. The threshold was {source}."
+            f"otherwise {negative}. The threshold was {source}."
         )
 
     def classify(self, uploads: Sequence[tuple[Path, str]]) -> list[Prediction]:
@@ -140,32 +156,34 @@ class Predictor:
     def _score(self, images: list[np.ndarray], rows: list[Prediction]) -> None:
         from fracture_lit.inference import predict_probs
 
+        settings, names = self.settings, self.class_names
         batch = self.pipeline.to_tensor(images)
-        probs = predict_probs(self.loaded.model, batch).numpy()
+        probs = predict_probs(
+            self.loaded.model, batch, temperature=settings.temperature, tta=self.tta
+        ).numpy()
         for row, p in zip(rows, probs, strict=True):
-            predicted = int(p[1] > self.threshold) if self.binary else int(np.argmax(p))
-            row.label = self.class_names[predicted]
+            predicted = settings.label(p)
+            row.label = names[predicted]
             row.probability = float(p[1] if self.binary else p[predicted])
-            row.probs = {n: float(v) for n, v in zip(self.class_names, p, strict=True)}
-            row.threshold = self.threshold if self.binary else None
+            row.probs = {n: float(v) for n, v in zip(names, p, strict=True)}
+            row.threshold = settings.threshold if self.binary else None
         if self.gradcam:
             self._panels(batch, images, rows)
 
     def _panels(self, batch: Any, images: list[np.ndarray], rows: list[Prediction]) -> None:
-        """Grad-CAM panels: binary models explain the positive class, others the predicted."""
-        from fracture_lit.review.gradcam import CamExplainer, captioned_overlay
+        """Grad-CAM panels through the one panel writer (predict's captions and classes)."""
+        from fracture_lit.review.panels import CamPanelWriter, cam_class
 
-        targets = [1 if self.binary else self.class_names.index(r.label) for r in rows]
-        batch = batch.to(next(self.loaded.model.parameters()).device)
-        explainer = CamExplainer(self.loaded.model.net, batch, self.target_layer)
-        try:
-            maps = explainer(batch, targets)
-        finally:
-            explainer.close()
-        for row, image, cam, target in zip(rows, images, maps, targets, strict=True):
-            name = self.class_names[target]
-            caption = f"{row.file}: {row.label} | p({name})={row.probs[name]:.2f}"
-            row.panel = captioned_overlay(image, cam, caption)
+        names = self.class_names
+        targets = [cam_class(self.binary, names.index(r.label)) for r in rows]
+        captions = [
+            f"{r.file}: {r.label} | p({names[t]})={r.probs[names[t]]:.2f}"
+            for r, t in zip(rows, targets, strict=True)
+        ]
+        with CamPanelWriter(self.loaded.model.net, self.target_layer) as writer:
+            panels = writer.panels(batch, images, targets, captions)
+        for row, panel in zip(rows, panels, strict=True):
+            row.panel = panel
 
 
 def _user_message(error: BaseException, path: Path, name: str) -> str:

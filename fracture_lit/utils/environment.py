@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,27 +36,62 @@ def configure_wandb_mode() -> str:
     return os.environ.get("WANDB_MODE", "online")
 
 
-def resolve_precision(precision: str | int | None) -> str | int:
-    """``auto``: bf16 autocast on GPUs that support it, full precision elsewhere.
+# CPU flags of native bf16 arithmetic (Intel AMX, AVX-512 BF16; AMD Zen 4+ has the latter).
+# Without them bf16 is emulated and slower than fp32, so ``auto`` keeps fp32.
+FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
-    bf16 on CPU is slower than fp32 on most CPUs, so it is not picked there.
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo does not exist, e.g. macOS)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether this CPU computes bf16 natively (checked at run time, not at install)."""
+    return bool(FAST_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
+
+
+def uses_gpu(accelerator: str | None) -> bool:
+    """Whether a trainer with this ``accelerator`` setting runs on a CUDA GPU here."""
+    wants_gpu = accelerator in (None, "auto", "gpu", "cuda")
+    return wants_gpu and torch.cuda.is_available()
+
+
+def resolve_precision(
+    precision: str | int | None,
+    accelerator: str | None = "auto",
+    flags: frozenset[str] | None = None,
+) -> str | int:
+    """``auto``: bf16 autocast where the hardware computes bf16 fast, fp32 elsewhere.
+
+    GPUs with bf16 support (Ampere and newer) and CPUs with AMX or AVX-512 BF16 get
+    ``bf16-mixed``; older GPUs (fp16 would need loss scaling) and other CPUs (bf16 is
+    emulated there, slower than fp32) keep ``32-true``. Other values pass unchanged.
     """
     if precision not in (None, "auto"):
         return precision
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
+    if uses_gpu(accelerator):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if cpu_has_fast_bf16(flags) else "32-true"
 
 
 def resolve_trainer_overrides(trainer_cfg: Any) -> dict[str, Any]:
     """Trainer arguments that depend on the machine rather than on the config alone."""
-    overrides: dict[str, Any] = {"precision": resolve_precision(trainer_cfg.get("precision"))}
+    accelerator = trainer_cfg.get("accelerator", "auto")
+    overrides: dict[str, Any] = {
+        "precision": resolve_precision(trainer_cfg.get("precision"), accelerator)
+    }
     if trainer_cfg.get("sync_batchnorm"):
         # SyncBatchNorm needs CUDA; DDP on CPU (gloo) keeps per-process batch norm.
-        on_gpu = trainer_cfg.get("accelerator") in ("gpu", "cuda", "auto") and (
-            torch.cuda.is_available()
-        )
-        overrides["sync_batchnorm"] = bool(on_gpu)
+        overrides["sync_batchnorm"] = uses_gpu(accelerator)
     return overrides
 
 

@@ -1,0 +1,93 @@
+"""Helpers for the tests that submit to the real one-node SLURM cluster of `make slurm`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+JOBCOMP_LOG = Path("/var/log/slurm/jobcomp.log")
+
+
+def require_cluster() -> None:
+    """Skip (with the reason) unless a SLURM controller answers and a node is usable."""
+    if shutil.which("sinfo") is None:
+        pytest.skip("no SLURM cluster: `sinfo` is not installed (run `make slurm` as root)")
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip("no SLURM cluster: `sinfo` did not answer within 20 s (run `make slurm`)")
+    if out.returncode != 0:
+        reason = (out.stderr or out.stdout).strip().splitlines()
+        pytest.skip(
+            f"no SLURM cluster answers (sinfo: {reason[-1] if reason else '?'}); run `make slurm`"
+        )
+    states = set(out.stdout.split())
+    if not states & {"idle", "mix", "alloc"}:
+        pytest.skip(f"the SLURM cluster has no usable node (sinfo states: {sorted(states)})")
+
+
+def accounting_works() -> bool:
+    try:
+        out = subprocess.run(["sacct", "-n", "-X", "-S", "now"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+def scheduler_record(job_ids: list[str]) -> dict[str, str]:
+    """How the scheduler recorded each job's end: ``sacct`` with accounting, else the job
+    completion log (``JobCompType=jobcomp/filetxt``). ``{job id: state}``."""
+    if accounting_works():
+        out = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        rows = (line.split("|") for line in out.stdout.splitlines() if "|" in line)
+        return {job_id: state.split()[0] for job_id, state in rows if job_id in job_ids}
+    states: dict[str, str] = {}
+    text = JOBCOMP_LOG.read_text() if JOBCOMP_LOG.is_file() else ""
+    for line in text.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        array_id, task = fields.get("ArrayJobId"), fields.get("ArrayTaskId")
+        key = (
+            f"{array_id}_{task}"
+            if array_id and task not in (None, "", "4294967294")
+            else fields.get("JobId")
+        )
+        if key in job_ids:
+            states[key] = fields.get("JobState", "")
+    return states
+
+
+#: States of a job that has not ended yet.
+UNFINISHED = {"PENDING", "RUNNING", "COMPLETING", "REQUEUED", "CONFIGURING", "SUSPENDED"}
+
+
+def wait_for_record(job_ids: list[str], timeout: float = 90) -> dict[str, str]:
+    """The scheduler's record once every job has ended (a job whose result is back may
+    still be completing; slurmdbd writes its record asynchronously)."""
+    deadline = time.time() + timeout
+    record = scheduler_record(job_ids)
+    while time.time() < deadline and (
+        len(record) < len(job_ids) or set(record.values()) & UNFINISHED
+    ):
+        time.sleep(2)
+        record = scheduler_record(job_ids)
+    return record
+
+
+def cancel(job_ids: list[str]) -> None:
+    """Stop whatever is left of the jobs a test submitted."""
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
+    if arrays and shutil.which("scancel"):
+        subprocess.run(["scancel", *arrays], capture_output=True, timeout=30, check=False)
