@@ -34,8 +34,20 @@ test: $(STAMP) ## Run the tests (without the slow ones)
 test-all: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest -m "" $(ARGS)
 
-bench: $(STAMP) ## Loader benchmark on the real FracAtlas sample -> bench_results/loader.json
+bench: $(STAMP) ## Benchmarks vs plain baselines -> bench_results/*.json + tables (see README)
+	$(PY) benchmarks/bench_train.py --out bench_results/train.json
 	$(PY) benchmarks/bench_loader.py --out bench_results/loader.json
+	$(PY) benchmarks/bench_sweep.py --out bench_results/sweep.json
+	$(PY) benchmarks/bench_predict.py --out bench_results/predict.json
+	$(PY) benchmarks/bench_main.py --out bench_results/main.json
+
+bench-quick: $(STAMP) ## The headline figures only: resnet18 train step on FracAtlas, loader, predict
+	$(PY) benchmarks/bench_train.py --quick --out bench_results/train.json
+	$(PY) benchmarks/bench_loader.py --out bench_results/loader.json
+	$(PY) benchmarks/bench_predict.py --repeats 1 --out bench_results/predict.json
+
+bench-gpu: $(STAMP) ## GPU benchmarks (needs CUDA) -> bench_results/gpu.json
+	PY=$(PY) bash benchmarks/gpu.sh
 
 browser: $(STAMP) ## Debian's chromium (apt-get, sudo when not root) + Playwright for the browser tests
 	@if [ -x /usr/bin/chromium ]; then \
@@ -61,12 +73,12 @@ slurm: ## One-node SLURM cluster on this machine for the `slurm` tests (root or 
 	bash .ci/slurm_up.sh
 
 lint: $(STAMP) ## ruff check + format check
-	$(VENV)/bin/ruff check fracture_lit tests
-	$(VENV)/bin/ruff format --check fracture_lit tests
+	$(VENV)/bin/ruff check fracture_lit hydra_plugins tests
+	$(VENV)/bin/ruff format --check fracture_lit hydra_plugins tests
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix fracture_lit tests
-	$(VENV)/bin/ruff format fracture_lit tests
+	$(VENV)/bin/ruff check --fix fracture_lit hydra_plugins tests
+	$(VENV)/bin/ruff format fracture_lit hydra_plugins tests
 
 clean: ## Remove run outputs and caches (keeps .venv and data/)
 	rm -rf outputs multirun_outputs .pytest_cache .ruff_cache build dist *.egg-info

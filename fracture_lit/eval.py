@@ -3,9 +3,9 @@
 Scores the model on a split of any dataset whose classes match (binary fracture datasets
 all do: train on FracAtlas, evaluate on multi-region for external validation), at the
 threshold its training run chose on *validation* (or one you give), with bootstrap 95%
-intervals, per-subgroup metrics where the dataset records region / view / hardware
-(FracAtlas), ROC/PR/confusion PNGs, predictions, Grad-CAM panels and an offline HTML
-report, all in ``outputs/eval/<date>/<time>_<id>/``. ``logger=wandb`` logs it as a W&B run of job_type eval.
+intervals, per-region metrics where the dataset records regions (FracAtlas), ROC/PR/
+confusion PNGs, predictions, Grad-CAM panels and an offline HTML report, all in
+``outputs/eval/<date>/<time>_<id>/``. ``logger=wandb`` logs it as a W&B run of job_type eval.
 
 Evaluating on the dataset the checkpoint was trained on reuses that run's
 ``split_manifest.csv``, so "test" means the same images it meant during training; a test
@@ -42,22 +42,28 @@ def _training_manifest(cfg: DictConfig, ckpt_path: Path) -> Path | None:
     return manifest if same_kind and same_root else None
 
 
-def _build_datamodule(cfg: DictConfig, loaded: Any) -> Any:
+def _build_datamodule(
+    cfg: DictConfig, settings: Any, ckpt_path: Path, *, first: bool = True
+) -> Any:
+    """``cfg.data`` fed with ``settings`` (the checkpoint's input pipeline), set up.
+
+    The first call (the first member) also writes its choices into ``cfg`` (saved with
+    the run); members with other pixel settings get their own copy of the data config.
+    """
     from fracture_lit.models.loading import match_classes
 
-    ckpt_path = Path(cfg.ckpt_path)
-    overrides = loaded.data_overrides()
-    with open_dict(cfg):
-        for key, value in overrides.items():
+    data = cfg.data if first else cfg.data.copy()
+    with open_dict(data):
+        for key, value in settings.data_overrides().items():
             shown = key in ("image_size", "resize_mode", "normalize")
-            before = cfg.data.get(key) if shown else value
+            before = data.get(key) if shown else value
             if before != value:
                 log.info("data.%s=%s -> %s (the checkpoint's input pipeline)", key, before, value)
-            cfg.data[key] = value
-        if not cfg.data.get("manifest"):
+            data[key] = value
+        if not data.get("manifest"):
             manifest = _training_manifest(cfg, ckpt_path)
             if manifest is not None:
-                cfg.data.manifest = str(manifest)
+                data.manifest = str(manifest)
                 log.info("Same data as training: reusing its split manifest %s", manifest)
             elif cfg.split != "all":
                 log.warning(
@@ -67,43 +73,13 @@ def _build_datamodule(cfg: DictConfig, loaded: Any) -> Any:
                     "overlap training.",
                     cfg.split,
                 )
-    datamodule = hydra.utils.instantiate(cfg.data)
-    match_classes(loaded.class_names, datamodule.classes, f"data={cfg.data.root}")
+    datamodule = hydra.utils.instantiate(data)
+    match_classes(list(settings.class_names), datamodule.classes, f"data={data.root}")
+    datamodule.setup("test")
     return datamodule
 
 
-def _threshold(cfg: DictConfig, loaded: Any) -> tuple[float, str]:
-    if cfg.get("threshold") is not None:
-        value = float(cfg.threshold)
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(
-                "threshold", cfg.threshold, "must be a probability in [0, 1], or null"
-            )
-        return value, "given (threshold=...)"
-    return float(loaded.threshold), "checkpoint (Youden J on its training run's validation split)"
-
-
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Predict, score and write the review of one checkpoint on one split."""
-    import torch
-
-    from fracture_lit.evaluation import score, score_all_subgroups
-    from fracture_lit.inference import InputPipeline
-    from fracture_lit.models.loading import load_checkpoint
-    from fracture_lit.review.artifacts import write_review
-    from fracture_lit.review.predictions import SplitPredictions, predict_split
-    from fracture_lit.validation import validate_eval
-
-    validate_eval(cfg)
-    out_dir = Path(cfg.paths.output_dir)
-    device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
-    loaded = load_checkpoint(cfg.ckpt_path, device=device)
-    log.info("Checkpoint %s: %s, classes %s", loaded.path, loaded.backbone, loaded.class_names)
-    datamodule = _build_datamodule(cfg, loaded)
-    datamodule.setup("test")
-    threshold, source = _threshold(cfg, loaded)
-
-    split = str(cfg.split)
+def _wanted_splits(split: str, datamodule: Any) -> list[str]:
     if split not in (*SPLITS, "all"):
         raise ConfigError("split", split, "must be one of train, val, test, all")
     wanted = [s for s in SPLITS if datamodule.has_split(s)] if split == "all" else [split]
@@ -115,34 +91,138 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"{datamodule.root} has only {present}",
             "Pick one of them or split=all (every image, e.g. for external validation).",
         )
-    parts = [
-        predict_split(
-            loaded.model,
-            datamodule,
-            s,
-            loaded.class_names,
-            threshold,
-            cfg.batch_size,
-            temperature=loaded.temperature,
+    return wanted
+
+
+def _member_predictions(cfg: DictConfig, ensemble: Any) -> tuple[list[Any], Any]:
+    """Each member's predictions on the split (each fed with its own input settings)."""
+    from fracture_lit.review.predictions import SplitPredictions, predict_split
+
+    split = str(cfg.split)
+    modules: dict[Any, Any] = {}
+    preds = []
+    for member in ensemble.members:
+        key = member.settings.pixels
+        if key not in modules:
+            modules[key] = _build_datamodule(
+                cfg, member.settings, ensemble.members[0].path, first=not modules
+            )
+        datamodule = modules[key]
+        parts = [
+            predict_split(
+                member.model,
+                datamodule,
+                s,
+                member.class_names,
+                member.threshold,
+                cfg.batch_size,
+                temperature=member.settings.temperature,
+                tta=ensemble.tta,
+            )
+            for s in _wanted_splits(split, datamodule)
+        ]
+        pred = parts[0] if len(parts) == 1 else SplitPredictions.concat(parts, split)
+        pred.split = split
+        if preds and pred.paths != preds[0].paths:
+            raise ConfigError(
+                "ckpt_path",
+                str(member.path),
+                f"its input settings select other {split} images than the first member's",
+                "Ensemble checkpoints trained on the same data.",
+            )
+        preds.append(pred)
+    return preds, modules[ensemble.members[0].settings.pixels]
+
+
+def _paired(ensemble_pred: Any, member_preds: list[Any], names: list[str], n_boot: int) -> Any:
+    """The ensemble against each member on the same images (results/paired.py)."""
+    from fracture_lit.results.paired import JobPredictions, compare
+
+    def job(pred: Any, name: str) -> JobPredictions:
+        return JobPredictions(
+            name=name,
+            ids=list(pred.paths),
+            labels=pred.labels,
+            probs=pred.probs,
+            predicted=pred.predicted,
+            class_names=list(pred.class_names),
         )
-        for s in wanted
-    ]
-    pred = parts[0] if len(parts) == 1 else SplitPredictions.concat(parts, split)
-    pred.split = split
+
+    whole = job(ensemble_pred, "ensemble")
+    return {
+        name: compare(whole, job(pred, name), n_boot=n_boot).to_dict()
+        for pred, name in zip(member_preds, names, strict=True)
+    }
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Predict, score and write the review of a checkpoint (or an ensemble) on one split."""
+    import numpy as np
+    import torch
+
+    from fracture_lit.evaluation import score, score_all_subgroups
+    from fracture_lit.models.ensemble import load_ensemble
+    from fracture_lit.review.artifacts import write_review
+    from fracture_lit.review.predictions import SplitPredictions
+    from fracture_lit.validation import validate_eval
+
+    validate_eval(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
+    ensemble = load_ensemble(
+        cfg.ckpt_path,
+        tta=cfg.get("tta", "none"),
+        threshold=cfg.get("threshold"),
+        device=device,
+        batch_size=int(cfg.batch_size),
+    )
+    first = ensemble.members[0]
+    for member in ensemble.members:
+        log.info("Checkpoint %s: %s, classes %s", member.path, member.backbone, member.class_names)
+    member_preds, datamodule = _member_predictions(cfg, ensemble)
+    base = member_preds[0]
+    pred = SplitPredictions(
+        split=base.split,
+        class_names=base.class_names,
+        paths=base.paths,
+        labels=base.labels,
+        probs=np.mean([p.probs for p in member_preds], axis=0),
+        threshold=ensemble.threshold,
+        meta=base.meta,
+    )
     scored = score(pred, prefix="eval", n_bootstrap=cfg.n_bootstrap)
+    single = len(ensemble.members) == 1
     results: dict[str, Any] = {
         "kind": "eval",
-        "ckpt_path": str(loaded.path),
-        "backbone": loaded.backbone,
-        "classes": loaded.class_names,
+        "ckpt_path": str(first.path) if single else [str(m.path) for m in ensemble.members],
+        "backbone": first.backbone if single else ensemble.name,
+        "classes": first.class_names,
         "data": str(cfg.data._target_).rsplit(".", 1)[-1],
         "data_root": str(datamodule.root),
-        "split": split,
-        "threshold": threshold,
-        "threshold_source": source,
-        "temperature": loaded.temperature,
+        "split": pred.split,
+        "tta": ensemble.tta,
+        "threshold": ensemble.threshold,
+        "threshold_source": ensemble.threshold_source,
+        # Each member's own temperature scales its logits before the average.
+        "temperature": first.temperature if single else None,
         "eval": scored,
     }
+    if results["temperature"] is None:
+        del results["temperature"]
+    if not single:
+        names = [f"member {i}: {m.backbone}" for i, m in enumerate(ensemble.members)]
+        # Each member alone, at its own checkpoint threshold, on the same images.
+        results["members"] = [
+            {
+                "name": name,
+                "ckpt_path": str(member.path),
+                "threshold": member.threshold,
+                "temperature": member.temperature,
+                "eval": score(member_pred, prefix="eval", n_bootstrap=cfg.n_bootstrap),
+            }
+            for name, member, member_pred in zip(names, ensemble.members, member_preds, strict=True)
+        ]
+        results["paired_vs_members"] = _paired(pred, member_preds, names, cfg.n_bootstrap)
     subgroups = score_all_subgroups(pred, n_bootstrap=cfg.n_bootstrap)
     if subgroups.get("region"):
         results["per_region"] = subgroups["region"]  # kept where earlier evaluations had it
@@ -151,8 +231,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     files = write_review(
         pred,
         out_dir / "review",
-        net=loaded.model.net if cfg.gradcam.enabled else None,
-        pipeline=InputPipeline.from_checkpoint(loaded),
+        # Heatmaps explain the first member (an average of heatmaps explains no network).
+        net=first.model.net if cfg.gradcam.enabled else None,
+        pipeline=ensemble.pipeline(first),
         n_fixed=cfg.gradcam.n_fixed,
         n_worst=cfg.gradcam.n_worst,
         target_layer=cfg.gradcam.target_layer,
@@ -202,9 +283,26 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with job_record(results, out_dir):
         results.update(evaluate(cfg))
     print_summary(results, title=f"fracture_lit eval · {results['backbone']} on {results['split']}")
+    _log_members(results)
     try_write_run_report(out_dir)
     log.info("Evaluation folder: %s", out_dir)
     return results
+
+
+def _log_members(results: dict[str, Any]) -> None:
+    """An ensemble's members beside it: each alone, then the paired comparison."""
+    for member in results.get("members", []):
+        metrics = member["eval"]["metrics"]
+        auroc, acc = metrics.get("eval/auroc", float("nan")), metrics.get("eval/acc", float("nan"))
+        log.info(
+            "%s alone: AUROC %.4f, acc %.4f (its threshold %.4f)",
+            member["name"],
+            auroc,
+            acc,
+            member["threshold"],
+        )
+    for comparison in results.get("paired_vs_members", {}).values():
+        log.info("%s", comparison.get("sentence") or comparison.get("skipped"))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")

@@ -288,6 +288,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             "ckpt_path is required: python -m fracture_lit.export "
             "ckpt_path=<run folder>/checkpoints/epoch_NNN.ckpt"
         )
+    if not isinstance(cfg.ckpt_path, str) or Path(cfg.ckpt_path).expanduser().is_dir():
+        raise ExportError(
+            f"ckpt_path={cfg.ckpt_path}: export writes one network, from one checkpoint file; "
+            "an ensemble (a list or a sweep folder) is not one graph. Export each member, "
+            "or evaluate/predict with the ensemble."
+        )
     fmt = str(cfg.get("format", "onnx")).lower()
     if fmt not in FORMATS:
         raise ExportError(

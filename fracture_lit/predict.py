@@ -51,11 +51,9 @@ def predict(cfg: DictConfig) -> Path:
     """Write the CSV (rows in input order) and return its path."""
     import torch
 
-    from fracture_lit.data.cache import BadImageError
     from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
     from fracture_lit.data.readers import list_inputs
-    from fracture_lit.inference import InputPipeline, predict_probs
-    from fracture_lit.models.loading import load_checkpoint
+    from fracture_lit.models.ensemble import load_ensemble
     from fracture_lit.review.panels import CamPanelWriter
     from fracture_lit.validation import validate_predict
 
@@ -70,16 +68,21 @@ def predict(cfg: DictConfig) -> Path:
             ".dcm, or DICOM files without a suffix)."
         )
     device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
-    loaded = load_checkpoint(cfg.ckpt_path, device=device)
-    threshold = float(cfg.threshold) if cfg.get("threshold") is not None else loaded.threshold
-    settings = loaded.settings.replace(threshold=threshold)
-    max_pixels = cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS)
-    pipeline = InputPipeline(settings, max_pixels=max_pixels)
+    ensemble = load_ensemble(
+        cfg.ckpt_path,
+        tta=cfg.get("tta", "none"),
+        threshold=cfg.get("threshold"),
+        device=device,
+        batch_size=int(cfg.batch_size),
+        max_pixels=cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS),
+    )
+    settings = ensemble.settings
+    first = ensemble.members[0]
     names = list(settings.class_names)
-    binary = settings.binary
     window = tuple(float(v) for v in cfg.window) if cfg.get("window") else None
     cam_dir = out_dir / "gradcam"
-    panels = CamPanelWriter(loaded.model.net, cfg.gradcam.target_layer)
+    # Heatmaps explain the first member (an average of heatmaps explains no network).
+    panels = CamPanelWriter(first.model.net, cfg.gradcam.target_layer)
     n_ok = n_bad = 0
 
     with out_csv.open("w", newline="") as stream:
@@ -88,36 +91,35 @@ def predict(cfg: DictConfig) -> Path:
         for chunk in _batches(files, int(cfg.batch_size)):
             rows: list[dict[str, Any]] = []
             images, image_rows = [], []
-            for path in chunk:
-                row: dict[str, Any] = {"path": str(path)}
-                try:
-                    image, note = pipeline.read(path, window)
-                except (BadImageError, OSError, ValueError) as error:
-                    row.update(status="error", error=str(error))
-                    n_bad += 1
-                else:
-                    row.update(status="ok", note=note)
-                    images.append(image)
-                    image_rows.append(row)
+            for item in ensemble.predict_files(chunk, window):
+                row: dict[str, Any] = {"path": str(item.path)}
                 rows.append(row)
-            if images:
-                batch = pipeline.to_tensor(images)
-                probs = predict_probs(loaded.model, batch, temperature=settings.temperature).numpy()
-                for row, p in zip(image_rows, probs, strict=True):
-                    predicted = settings.label(p)
-                    row.update(
-                        probability=round(float(p[1] if binary else p[predicted]), 6),
-                        label=names[predicted],
-                        threshold=round(threshold, 6) if binary else "",
-                        **{f"prob_{n}": round(float(v), 6) for n, v in zip(names, p, strict=True)},
-                    )
-                if cfg.gradcam.enabled:
-                    _gradcam(panels, settings, batch, images, image_rows, cam_dir, first=n_ok)
-                n_ok += len(images)
+                if item.error:
+                    row.update(status="error", error=item.error)
+                    n_bad += 1
+                    continue
+                p = item.probs
+                predicted = settings.label(p)
+                row.update(
+                    status="ok",
+                    note=item.note,
+                    probability=round(float(p[1] if settings.binary else p[predicted]), 6),
+                    label=names[predicted],
+                    threshold=round(settings.threshold, 6) if settings.binary else "",
+                    **{f"prob_{n}": round(float(v), 6) for n, v in zip(names, p, strict=True)},
+                )
+                images.append(item.image)
+                image_rows.append(row)
+            if images and cfg.gradcam.enabled:
+                batch = ensemble.pipeline(first).to_tensor(images)
+                _gradcam(panels, settings, batch, images, image_rows, cam_dir, first=n_ok)
+            n_ok += len(images)
             writer.writerows(rows)
             stream.flush()  # rows already predicted survive an interruption
     panels.close()
-    log.info("Predicted %d image(s), %d unreadable: %s", n_ok, n_bad, out_csv)
+    log.info(
+        "Predicted %d image(s) with %s, %d unreadable: %s", n_ok, ensemble.name, n_bad, out_csv
+    )
     if n_bad:
         log.warning("%d file(s) could not be read; see status=error rows in %s", n_bad, out_csv)
     return out_csv

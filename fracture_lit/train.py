@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
 from fracture_lit.errors import check_command_line, clean_exit
@@ -102,6 +102,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     import torch
 
+    from fracture_lit.callbacks.resume import ResumableTraining, trainer_plugins
     from fracture_lit.utils.distributed import pin_ddp_children_to_this_job
     from fracture_lit.utils.environment import (
         resolve_trainer_overrides,
@@ -127,13 +128,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         monitor=cfg.monitor,
         monitor_mode=cfg.monitor_mode,
     )
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    # Always there: exact resume and preemption are part of every run (callbacks/resume.py).
+    callbacks = [*instantiate_group(cfg.get("callbacks")), ResumableTraining(seed=cfg.get("seed"))]
     loggers = _loggers(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
         **resolve_trainer_overrides(cfg.trainer),
+        **trainer_plugins(),
     )
     if trainer.is_global_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -147,7 +150,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.world_size > 1:
         pin_ddp_children_to_this_job(output_dir)
     if cfg.get("train", True):
-        with _output_errors_named(trainer):
+        with _output_errors_named(trainer, cfg.get("ckpt_path")):
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         results["epochs"] = trainer.current_epoch
         ckpt_path = (
@@ -180,13 +183,25 @@ _OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EA
 
 
 @contextmanager
-def _output_errors_named(trainer: Any) -> Iterator[None]:
+def _output_errors_named(trainer: Any, ckpt_path: str | None = None) -> Iterator[None]:
     """A checkpoint or log that cannot be written (disk full, read-only) mid-run becomes one
-    line naming the file and the epoch; what was written before stays in the run folder."""
+    line naming the file and the epoch; what was written before stays in the run folder.
+    A resumed checkpoint whose weights do not fit the configured model is one line too."""
     from fracture_lit.errors import OutputNotWritableError
 
     try:
         yield
+    except RuntimeError as error:
+        if "Error(s) in loading state_dict" not in str(error) or not ckpt_path:
+            raise
+        from fracture_lit.models.loading import CheckpointError
+
+        detail = next((ln.strip() for ln in str(error).splitlines() if "size mismatch" in ln), "")
+        raise CheckpointError(
+            f"ckpt_path={ckpt_path}: its weights do not fit the configured model "
+            f"({detail or 'missing or unexpected keys'}). Resume with the settings it was "
+            "trained with (model=, model.in_chans=, data.classes= of its run's config.yaml)."
+        ) from error
     except OSError as error:
         if error.errno not in _OUTPUT_ERRNOS:
             raise
@@ -205,6 +220,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     In a sweep a failed job is recorded and the sweep goes on; a single run re-raises.
     """
+    from fracture_lit.callbacks.resume import TrainingPreempted, stop_for_requeue
     from fracture_lit.results.console import print_summary
     from fracture_lit.results.folders import write_metrics
     from fracture_lit.results.html_run import try_write_run_report
@@ -216,9 +232,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
 
     output_dir = Path(cfg.paths.output_dir)
+    rank_zero = global_rank() == 0
+    recorded = prepare_job_folder(cfg, rank_zero)
+    if recorded is not None:
+        return recorded
     results: dict[str, Any] = {"job": _job_name(cfg), "backbone": cfg.model.get("backbone")}
     is_multirun = _is_multirun()
-    rank_zero = global_rank() == 0
+    preempted: TrainingPreempted | None = None
+
+    def preemption(error: BaseException, record: dict[str, Any]) -> None:
+        if isinstance(error, TrainingPreempted):
+            record.pop("traceback", None)
+            record.update(status="preempted", error=str(error), resume_from=error.checkpoint)
 
     def close_and_write(record: dict[str, Any]) -> None:
         _finish_wandb()
@@ -228,18 +253,57 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             try_write_run_report(output_dir)
 
     try:
-        with job_record(results, close_and_write), job_environment():
+        with job_record(results, close_and_write, on_error=preemption), job_environment():
             results.update(train(cfg))
+    except TrainingPreempted as stop:
+        preempted = stop
     except Exception:
         if not is_multirun:
             raise
         log.error("Job failed, the sweep goes on: %s", results["error"])
+    if preempted is not None:
+        stop_for_requeue(preempted)
     if rank_zero and results["status"] == "done" and "val" in results:
         print_summary(results, title=f"fracture_lit · {results['job']}")
         log.info("Run folder: %s", output_dir)
         if results.get("best_model_path"):
             log.info("Best checkpoint: %s", results["best_model_path"])
     return results
+
+
+def prepare_job_folder(cfg: DictConfig, rank_zero: bool) -> dict[str, Any] | None:
+    """Apply the resume policy to this run's folder (``resume=auto``, see
+    ``utils/job_folder.py``): returns the recorded results of a job already done, else
+    sets ``ckpt_path`` to the checkpoint to continue from (if any) and returns None.
+
+    DDP children take rank 0's decision from the environment: by the time they start,
+    rank 0 has already moved an old attempt away or begun writing the folder.
+    """
+    import os
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from fracture_lit.utils.job_folder import check_same_job, plan_job
+
+    key = "FRACTURE_LIT_RESUME_FROM"
+    if not rank_zero:
+        checkpoint = os.environ.get(key) or None
+    else:
+        folder = Path(cfg.paths.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        if HydraConfig.initialized():
+            check_same_job(folder, list(HydraConfig.get().overrides.task))
+        plan = plan_job(folder, str(cfg.get("resume") or "auto"))
+        if plan.action == "skip":
+            log.info("%s is done (metrics.json): kept as it is, not rerun.", folder)
+            return plan.recorded
+        checkpoint = plan.checkpoint
+        os.environ[key] = checkpoint or ""
+    if checkpoint and not cfg.get("ckpt_path"):
+        log.info("Resuming from %s", checkpoint)
+        with open_dict(cfg):
+            cfg.ckpt_path = checkpoint
+    return None
 
 
 def _finish_wandb() -> None:

@@ -205,9 +205,12 @@ def check_checkpoint_path(cfg: Any, key: str = "ckpt_path", *, required: bool = 
         if required:
             raise ConfigError(key, value, "a checkpoint is required", f"Pass {key}=<file>.ckpt.")
         return
+    from fracture_lit.models.ensemble import checkpoint_paths
     from fracture_lit.models.loading import check_checkpoint
 
-    check_checkpoint(str(value))
+    # One checkpoint, a list of them or a sweep folder (an ensemble): each is checked.
+    for path in checkpoint_paths(value):
+        check_checkpoint(path)
 
 
 def _check_path_exists(cfg: Any, key: str, what: str = "file") -> None:

@@ -1,13 +1,19 @@
 """The fast defaults: precision=auto from the CPU's flags, 1 input channel from scratch,
-and epoch metrics that equal per-step updates although they are computed once per epoch."""
+epoch metrics that equal per-step updates although computed once per epoch, and
+last.ckpt linked (not written again) when the best was saved at the same step."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
 
+from fracture_lit.callbacks.checkpoint import ModelCheckpoint as ModelCheckpointOnce
 from fracture_lit.config import input_channels
 from fracture_lit.metrics import build_metrics
 from fracture_lit.models.module import StageMetrics
@@ -101,3 +107,91 @@ def test_epoch_metrics_equal_per_step_updates(num_classes: int) -> None:
     stage.reset()
     stage.flush()  # nothing pending after a reset
     assert int(stage.confusion.compute().sum()) == 0
+
+
+class _Scripted(L.LightningModule):
+    """A tiny model that logs a scripted ``score`` per epoch (to steer the best checkpoint)."""
+
+    def __init__(self, scores: list[float]) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 2)
+        self.scores = scores
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).sum()
+
+    def on_train_epoch_end(self) -> None:
+        self.log("score", self.scores[self.current_epoch])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=0.1)
+
+
+def _fit_scripted(tmp_path: Path, scores: list[float], checkpoint_cls: type) -> Path:
+    ckpt_dir = tmp_path / checkpoint_cls.__module__
+    callback = checkpoint_cls(
+        dirpath=ckpt_dir, filename="epoch_{epoch:03d}", monitor="score", mode="max",
+        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+    )  # fmt: skip
+    data = DataLoader(TensorDataset(torch.ones(8, 4)), batch_size=4)
+    trainer = L.Trainer(
+        max_epochs=len(scores), accelerator="cpu", logger=False, callbacks=[callback],
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    L.seed_everything(0, verbose=False)
+    trainer.fit(_Scripted(scores), data)
+    return ckpt_dir
+
+
+def _contents(ckpt_dir: Path) -> dict[str, tuple[int, int, list[float]]]:
+    """Per file: epoch, global step and the weights."""
+    out = {}
+    for path in sorted(ckpt_dir.iterdir()):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        weights = state["state_dict"]["layer.weight"].flatten().tolist()
+        out[path.name] = (int(state["epoch"]), int(state["global_step"]), weights)
+    return out
+
+
+def test_last_checkpoint_links_to_the_best_written_at_the_same_step(tmp_path: Path) -> None:
+    ours = _fit_scripted(tmp_path, [0.1, 0.5, 0.9], ModelCheckpointOnce)
+    lightning = _fit_scripted(tmp_path, [0.1, 0.5, 0.9], LightningModelCheckpoint)
+    # The same file names holding the same epochs, steps and weights as Lightning's ...
+    assert _contents(ours) == _contents(lightning)
+    # ... but last.ckpt is the best file's data under a second name, not a second write.
+    assert (ours / "last.ckpt").samefile(ours / "epoch_002.ckpt")
+    assert not (lightning / "last.ckpt").samefile(lightning / "epoch_002.ckpt")
+    state = torch.load(ours / "last.ckpt", map_location="cpu", weights_only=True)
+    # Lightning's state key: a resume restores the callback's best path either way.
+    assert any(key.startswith("ModelCheckpoint{") for key in state["callbacks"])
+
+
+def test_last_checkpoint_after_an_epoch_that_did_not_improve_is_its_own_file(
+    tmp_path: Path,
+) -> None:
+    ours = _contents(_fit_scripted(tmp_path, [0.1, 0.9, 0.2], ModelCheckpointOnce))
+    lightning = _contents(_fit_scripted(tmp_path, [0.1, 0.9, 0.2], LightningModelCheckpoint))
+    assert ours["epoch_001.ckpt"] == lightning["epoch_001.ckpt"]
+    assert ours["last.ckpt"][0] == 2  # the last epoch, written anew
+    ckpt_dir = tmp_path / ModelCheckpointOnce.__module__
+    assert not (ckpt_dir / "last.ckpt").samefile(ckpt_dir / "epoch_001.ckpt")
+
+
+def test_a_later_last_checkpoint_never_overwrites_the_linked_best(tmp_path: Path) -> None:
+    ckpt_dir = _fit_scripted(tmp_path, [0.1, 0.9], ModelCheckpointOnce)
+    best, last = ckpt_dir / "epoch_001.ckpt", ckpt_dir / "last.ckpt"
+    before = best.read_bytes()
+    # Lightning writes a checkpoint to a temporary file and renames it over the name.
+    from lightning.fabric.utilities.cloud_io import _atomic_save
+
+    _atomic_save({"epoch": 99}, last)
+    assert best.read_bytes() == before and not last.samefile(best)
+
+
+def test_a_mid_epoch_state_dict_flushes_the_kept_batches() -> None:
+    """Resume reads the metric states right after the model's state_dict mid-epoch."""
+    stage = StageMetrics(2, "train")
+    stage.update(torch.tensor([0.9, 0.2]), torch.tensor([1, 0]), torch.tensor(0.3))
+    stage.state_dict()
+    assert int(stage.confusion.confmat.sum()) == 2
+    assert float(stage.loss.mean_value) == pytest.approx(0.6)

@@ -392,6 +392,40 @@ def test_checkpoint_of_another_backbone_is_refused_at_resume(tmp_path: Path, tra
         validate_train(cfg)
 
 
+def test_checkpoint_whose_settings_do_not_fit_its_weights_is_one_line(
+    tmp_path: Path, trained: Path, synthetic_root: Path
+) -> None:
+    from fracture_lit.models.loading import CheckpointError, load_checkpoint
+    from fracture_lit.train import run
+
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    other = 1 if checkpoint["hyper_parameters"]["in_chans"] == 3 else 3
+    checkpoint["hyper_parameters"]["in_chans"] = other  # settings the weights contradict
+    lying = tmp_path / "lying.ckpt"
+    torch.save(checkpoint, lying)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(lying)
+    assert "its weights do not fit the model its settings describe" in info.value.one_line()
+    assert "size mismatch" in info.value.one_line()
+
+    # Resuming training with settings the checkpoint's weights do not fit.
+    cfg = compose_train(
+        [
+            *TINY,
+            f"data.root={synthetic_root}",
+            f"model.in_chans={other}",
+            f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
+        ],
+        tmp_path / "resume",
+    )
+    try:
+        with pytest.raises(CheckpointError) as info:
+            run(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    assert "its weights do not fit the configured model (size mismatch" in str(info.value)
+
+
 # --------------------------------------------------------------------------- training faults
 
 

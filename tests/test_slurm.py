@@ -151,4 +151,145 @@ def _states(sweep: Path) -> dict[str, str]:
 
     with (sweep / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    return {row["job_num"] if "job_num" in row else row["run"]: row["status"] for row in rows}
+    return {row["job"]: row["status"] for row in rows}
+
+
+def _scontrol(*args: str) -> None:
+    subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30, check=True)
+
+
+def _queue_state(job_id: str) -> str:
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-j", job_id.split("_")[0], "-o", "%i %T %r"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] == job_id:
+            return " ".join(parts[1:])
+    return ""
+
+
+def _wait(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)
+
+
+def _comparable(summary: dict) -> dict:
+    """What an uninterrupted and a resumed run must agree on exactly."""
+    return {
+        "epochs": summary.get("epochs"),
+        "best": Path(summary["best_model_path"]).name if summary.get("best_model_path") else None,
+        "val": summary.get("val"),
+        "test": summary.get("test"),
+    }
+
+
+LONGER = ["trainer.max_epochs=6", "data.n_per_class=48"]
+
+
+@pytest.mark.slow
+def test_requeued_job_resumes_and_ends_as_if_uninterrupted(cluster, tmp_path, synthetic_root):
+    """Two identical jobs (they differ only in a tag); job 1 is requeued with `scontrol
+    requeue` after its first checkpoint. SLURM starts it again, it resumes from
+    last.ckpt, and both end with the same metrics, and job 1 with a single W&B run id."""
+    result = run_cli(
+        _sweep_args(
+            synthetic_root,
+            *LONGER,
+            "tags=[plain],[requeued]",
+            "hydra.launcher.detach=true",
+            *NO_WANDB_LOGIN,
+        ),
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    sweep = _only_sweep(tmp_path)
+    record = _record(sweep)
+    job_ids = [record[num]["slurm_job_id"] for num in ("0", "1")]
+    requeued_job, requeued_dir = job_ids[1], sweep / "1"
+    try:
+        _wait(
+            lambda: (requeued_dir / "checkpoints" / "last.ckpt").is_file(),
+            600,
+            "job 1's first last.ckpt",
+            poll=0.2,
+        )
+        assert not (requeued_dir / "metrics.json").is_file(), "job 1 ended before the requeue"
+        _scontrol("requeue", requeued_job)
+        # SLURM holds a requeued job ~2 minutes (BeginTime); let it start at once.
+        _wait(lambda: "PENDING" in _queue_state(requeued_job), 120, "job 1 back in the queue")
+        _scontrol("update", f"jobid={requeued_job}", "starttime=now")
+        _wait(
+            lambda: (
+                all((sweep / n / "metrics.json").is_file() for n in ("0", "1"))
+                and _metrics(requeued_dir)["status"] in ("done", "failed")
+            ),
+            900,
+            "both jobs to finish",
+            poll=2,
+        )
+    finally:
+        cancel(job_ids)
+    plain, requeued = _metrics(sweep / "0"), _metrics(requeued_dir)
+    assert requeued["status"] == "done", requeued.get("error")
+    assert _comparable(requeued) == _comparable(plain)
+    # It really was stopped and resumed: the first attempt logged the signal.
+    logs = "".join(p.read_text(errors="replace") for p in requeued_dir.glob("*.log"))
+    assert "SIGTERM" in logs and "Resuming from" in logs
+    ids = {p.name.rsplit("-", 1)[-1] for p in (requeued_dir / "wandb").glob("offline-run-*")}
+    assert len(ids) == 1, ids  # one W&B run, continued
+
+
+@pytest.mark.slow
+def test_sweep_survives_its_submitting_process_and_resumes(cluster, tmp_path, synthetic_root):
+    """kill -9 of the submitting process while job 1 of 3 runs: the jobs run on in SLURM;
+    the same command with hydra.sweep.dir adopts the queued ones (no double submission),
+    keeps the done one, and ends with a report of 3 done jobs."""
+    args = _sweep_args(synthetic_root, "seed=1,2,3", "hydra.launcher.array_parallelism=1")
+    env = {**__import__("os").environ, **_env(tmp_path)}
+    first = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sweep: Path | None = None
+    try:
+        _wait(
+            lambda: list((tmp_path / "multirun_outputs").glob("*/*/slurm_jobs.json")),
+            300,
+            "submission",
+        )
+        sweep = _only_sweep(tmp_path)
+        _wait(lambda: (sweep / "1").is_dir(), 600, "job 1 to start", poll=0.5)
+        first.kill()
+        first.wait(30)
+        record = _record(sweep)
+        job0_done = (sweep / "0" / "metrics.json").stat().st_mtime
+        second = run_cli(
+            [*args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=_env(tmp_path), timeout=900
+        )
+        assert second.returncode == 0, second.stderr[-4000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if sweep is not None:
+            cancel([job["slurm_job_id"] for job in _record(sweep).values()])
+    again = _record(sweep)
+    # Job 2 was still queued behind job 1: adopted, not submitted a second time.
+    assert again["2"]["slurm_job_id"] == record["2"]["slurm_job_id"]
+    assert "already pending as SLURM job" in second.stderr + second.stdout
+    assert (sweep / "0" / "metrics.json").stat().st_mtime == job0_done  # kept, not rerun
+    assert [_metrics(sweep / n)["status"] for n in "012"] == ["done"] * 3
+    table = (sweep / "results.md").read_text()
+    assert all(f"seed={s}" in table for s in (1, 2, 3))

@@ -21,7 +21,6 @@ import torch
 from torch.utils.data import (
     DataLoader,
     Dataset,
-    WeightedRandomSampler,
     get_worker_info,
 )
 
@@ -30,6 +29,7 @@ from fracture_lit.data.grouping import HashCache, assign_groups
 from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
 from fracture_lit.data.manifest import apply_manifest, read_manifest, write_manifest
 from fracture_lit.data.samples import DatasetIndex, Sample
+from fracture_lit.data.sampling import EpochSampler, SampleKey, sample_seed
 from fracture_lit.data.splits import assign_splits
 from fracture_lit.data.transforms import ImageTransform, Normalizer
 from fracture_lit.errors import UserError
@@ -54,6 +54,16 @@ def collate_images(batch: list[tuple[np.ndarray, int]]) -> list[torch.Tensor]:
     return [images, torch.tensor([label for _, label in batch], dtype=torch.long)]
 
 
+def _split_key(key: int | SampleKey, seed: int | None) -> tuple[int, int | None]:
+    """``(index, augmentation seed)`` of a dataset key: the training sampler's
+    ``(epoch, index)`` keys get the seed of that sample in that epoch; plain indices
+    (evaluation, or a loader without :class:`EpochSampler`) none."""
+    if isinstance(key, tuple):
+        epoch, index = key
+        return index, None if seed is None else sample_seed(seed, epoch, index)
+    return key, None
+
+
 class CachedImageDataset(Dataset):
     """Rows of the decoded-image cache, augmented on the fly."""
 
@@ -63,6 +73,7 @@ class CachedImageDataset(Dataset):
         rows: Sequence[int],
         labels: Sequence[int],
         transform: ImageTransform,
+        seed: int | None = None,
     ) -> None:
         self.array, self.rows, self.labels, self.transform = (
             array,
@@ -70,13 +81,15 @@ class CachedImageDataset(Dataset):
             list(labels),
             transform,
         )
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    def __getitem__(self, key: int | SampleKey) -> tuple[np.ndarray, int]:
+        i, seed = _split_key(key, self.seed)
         # A writable copy of the row: the memory map itself is read-only.
-        return self.transform(np.array(self.array[self.rows[i]])), self.labels[i]
+        return self.transform(np.array(self.array[self.rows[i]]), seed=seed), self.labels[i]
 
 
 class DecodingImageDataset(Dataset):
@@ -90,18 +103,20 @@ class DecodingImageDataset(Dataset):
         mode: str,
         transform: ImageTransform,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        seed: int | None = None,
     ) -> None:
         self.paths, self.labels, self.size, self.mode = list(paths), list(labels), size, mode
-        self.transform, self.max_pixels = transform, max_pixels
+        self.transform, self.max_pixels, self.seed = transform, max_pixels, seed
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    def __getitem__(self, key: int | SampleKey) -> tuple[np.ndarray, int]:
+        i, seed = _split_key(key, self.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image, _ = decode_image(self.paths[i], self.size, self.mode, self.max_pixels)
-        return self.transform(image), self.labels[i]
+        return self.transform(image, seed=seed), self.labels[i]
 
 
 def _read_subset(path: Path, root: Path) -> set[str]:
@@ -156,8 +171,13 @@ class FractureDataModule(L.LightningDataModule):
         max_bad_fraction: float = 0.02,
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
         subset_file: str | Path | None = None,
+        sample_seed: int | None = None,
     ) -> None:
         super().__init__()
+        if int(batch_size) < 1:  # never silently a batch of 1 (see _per_device)
+            from fracture_lit.errors import ConfigError
+
+            raise ConfigError("data.batch_size", batch_size, "must be an integer >= 1")
         if balance not in ("none", "sampler"):
             raise ValueError(
                 f"data.balance={balance!r}: use none, or sampler (weighted random sampling); "
@@ -186,6 +206,14 @@ class FractureDataModule(L.LightningDataModule):
         self.decode_workers, self.max_bad_fraction = decode_workers, max_bad_fraction
         self.max_image_pixels = max_image_pixels
         self.subset_file = Path(subset_file).expanduser() if subset_file else None
+        # Training order and augmentation derive from (sample_seed, epoch, index); without
+        # a seed one is drawn now and kept in checkpoints, so a resume still continues it.
+        self.sample_seed = (
+            int(sample_seed)
+            if sample_seed is not None
+            else int(np.random.SeedSequence().entropy % 2**63)
+        )
+        self._resume_at: tuple[int, int] | None = None
         self._index: DatasetIndex | None = None
         self.samples: list[Sample] = []
         self.datasets: dict[str, Dataset] = {}
@@ -265,7 +293,11 @@ class FractureDataModule(L.LightningDataModule):
             labels = [s.label for s in members]
             if cached is not None:
                 self.datasets[split] = CachedImageDataset(
-                    cached.array, [rows[s.path] for s in members], labels, transform
+                    cached.array,
+                    [rows[s.path] for s in members],
+                    labels,
+                    transform,
+                    seed=self.sample_seed,
                 )
             else:
                 self.datasets[split] = DecodingImageDataset(
@@ -275,6 +307,7 @@ class FractureDataModule(L.LightningDataModule):
                     self.resize_mode,
                     transform,
                     self.max_image_pixels,
+                    seed=self.sample_seed,
                 )
         if "train" not in self.datasets or "val" not in self.datasets:
             raise ValueError(
@@ -367,13 +400,38 @@ class FractureDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        sampler = None
+        """Seeded order (or weighted sampling with ``balance=sampler``) per epoch, sharded
+        across DDP ranks; resumed where the restored checkpoint stopped."""
+        weights = None
         if self.balance == "sampler":
             labels = [s.label for s in self.samples if s.split == "train"]
             counts = self.class_counts("train")
             weights = [1.0 / max(1, counts[label]) for label in labels]
-            sampler = WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+        trainer = getattr(self, "trainer", None)
+        sampler = EpochSampler(
+            len(self.datasets["train"]) if "train" in self.datasets else 0,
+            seed=self.sample_seed,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
+            weights=weights,
+        )
+        if self._resume_at is not None:
+            epoch, batches_done = self._resume_at
+            self._resume_at = None
+            sampler.resume_at(epoch, batches_done * self._per_device(self.batch_size))
         return self._loader("train", shuffle=True, sampler=sampler)
+
+    def _training_position(self) -> dict[str, int]:
+        """Where training continues from a checkpoint written now: the epoch, and the
+        batches of it already trained on (0 when the epoch's batches are all done)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        epoch = trainer.current_epoch
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:
+            epoch, done = epoch + 1, 0
+        return {"epoch": int(epoch), "batches_done": int(done)}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalise the uint8 batch where it now lives (GPU or CPU)."""
@@ -415,7 +473,16 @@ class FractureDataModule(L.LightningDataModule):
             "preprocess": self.preprocess
             if isinstance(self.preprocess, str | None)
             else list(self.preprocess),
+            "sampling": {"seed": self.sample_seed, **self._training_position()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Nothing to restore: the data comes from the configuration."""
+        """Resume the training order: its seed, and where in which epoch it stopped (the
+        rest of the data comes from the configuration)."""
+        sampling = state_dict.get("sampling") or {}
+        if "seed" in sampling:
+            self.sample_seed = int(sampling["seed"])
+            for dataset in self.datasets.values():  # set up before the checkpoint loads
+                dataset.seed = self.sample_seed
+        if "epoch" in sampling:
+            self._resume_at = (int(sampling["epoch"]), int(sampling.get("batches_done", 0)))

@@ -9,6 +9,7 @@ channels for ImageNet backbones or keeping 1 with ``in_chans=1``.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 
 import albumentations as A
@@ -124,9 +125,16 @@ class ImageTransform:
         seed = int(torch.initial_seed() % 2**32) if seed is None else seed
         self.pipeline = A.Compose(steps, seed=seed) if steps else None
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """Augment one cached image; returns uint8 ``(C, H, W)`` (C is 1, or 3 after jet)."""
+    def __call__(self, image: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """Augment one cached image; returns uint8 ``(C, H, W)`` (C is 1, or 3 after jet).
+
+        ``seed`` (the training sampler's, per sample and epoch) makes the augmentation a
+        function of the sample alone, whichever process or worker draws it.
+        """
         if self.pipeline is not None:
+            if seed is not None:
+                # One generator pair shared by every step (cheaper than set_random_seed).
+                self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
             image = self.pipeline(image=image)["image"]
         chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
         return np.ascontiguousarray(chw)

@@ -125,7 +125,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     checkpoint = _read(path)
     hparams = {**checkpoint["hyper_parameters"], **_INFERENCE_OVERRIDES}
     model = FractureClassifier(**hparams)
-    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    except RuntimeError as error:  # same names, other shapes (e.g. in_chans, num_classes)
+        detail = next((ln.strip() for ln in str(error).splitlines() if "size mismatch" in ln), "")
+        raise CheckpointError(
+            f"ckpt_path={path}: its weights do not fit the model its settings describe "
+            f"(backbone {hparams.get('backbone')!r}; {detail or type(error).__name__}). The "
+            "checkpoint is damaged or was written by another model definition."
+        ) from error
     # Metric states are not part of what a checkpoint must carry; network weights are.
     # Nor is the temperature of checkpoints older than temperature scaling (1.0 then).
     missing = [

@@ -68,6 +68,9 @@ class StageMetrics(torch.nn.Module):
         self.scores = CatMetric()
         self.targets = CatMetric()
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # A checkpoint taken mid-epoch (resume, preemption) reads the metric states right
+        # after the model's state_dict: flush first so they hold every batch seen so far.
+        self.register_state_dict_pre_hook(lambda module, *_: module.flush())
 
     def update(self, scores: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
         """Keep one batch (detached) until :meth:`flush`."""

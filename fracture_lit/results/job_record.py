@@ -37,6 +37,7 @@ def job_record(
     write: Path | Callable[[dict[str, Any]], Any] | None,
     *,
     name: str = "metrics.json",
+    on_error: Callable[[BaseException, dict[str, Any]], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Fill ``record`` with how the block ended, write it, and re-raise any error.
 
@@ -44,7 +45,8 @@ def job_record(
     Ctrl-C / SystemExit) with ``error`` (:func:`error_line`) and ``traceback``. Then
     ``wall_time_s`` is set and the record is written: ``write`` is a folder (the record
     goes to ``<folder>/<name>``), a callable that writes it (for rank-zero-only or
-    conditional writes), or None (the caller writes it).
+    conditional writes), or None (the caller writes it). ``on_error(error, record)`` may
+    adjust the record of an error before it is written (a preempted run's own status).
     """
     started = time.time()
     try:
@@ -54,6 +56,8 @@ def job_record(
         record["status"] = "failed" if isinstance(error, Exception) else "interrupted"
         record["error"] = error_line(error)
         record["traceback"] = traceback.format_exc()
+        if on_error is not None:
+            on_error(error, record)
         raise
     finally:
         record["wall_time_s"] = round(time.time() - started, 2)

@@ -113,10 +113,12 @@ def predict_split(
     class_names: list[str],
     threshold: float = 0.5,
     batch_size: int = 64,
+    *,
     temperature: float = 1.0,
+    tta: str = "none",
 ) -> SplitPredictions:
     """Run ``model`` over ``datamodule``'s ``split`` (set up, unaugmented) in its order;
-    probabilities with the checkpoint's ``temperature`` applied."""
+    ``tta``/``temperature`` as in :func:`~fracture_lit.inference.predict_probs`."""
     from fracture_lit.data.base import collate_images
 
     dataset = datamodule.datasets[split]
@@ -124,7 +126,8 @@ def predict_split(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_images)
     probs, labels = [], []
     for images, targets in loader:
-        probs.append(predict_probs(model, datamodule.normalizer(images), temperature=temperature))
+        batch = datamodule.normalizer(images)
+        probs.append(predict_probs(model, batch, temperature=temperature, tta=tta))
         labels.append(targets)
     return SplitPredictions(
         split=split,

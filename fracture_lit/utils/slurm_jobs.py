@@ -83,3 +83,16 @@ def unfinished_states(sweep_dir: str | Path) -> dict[int, str]:
         elif state in ACTIVE:
             out[num] = "running"
     return out
+
+
+def job_states_for_report(sweep_dir: str | Path) -> dict[int, tuple[list[str], str | None]]:
+    """``{job number: (overrides, "pending" | "running" | None)}`` for every job of the
+    submission record: what a report shows for a job that has not written its results.
+
+    None: no longer in the queue (it finished, or was killed and needs a resume).
+    """
+    record = read_submission(sweep_dir)
+    if not record:
+        return {}
+    states = unfinished_states(sweep_dir)
+    return {num: (list(job.get("overrides", [])), states.get(num)) for num, job in record.items()}

@@ -1,0 +1,243 @@
+"""Exact resume: real training processes killed (SIGKILL) or preempted (SIGTERM/SIGUSR1)
+after a checkpoint, started again in the same folder, end as if never interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.resume_helpers import (
+    RESUMABLE,
+    assert_same_results,
+    checkpoint_epoch,
+    kill_after_checkpoint,
+    metrics,
+    run_to_end,
+    start,
+    train_command,
+    wait_for,
+)
+
+
+def _args(synthetic_root: Path, run: Path, *extra: str) -> list[str]:
+    return train_command(*RESUMABLE, f"data.root={synthetic_root}", f"hydra.run.dir={run}", *extra)
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path: Path, synthetic_root: Path) -> None:
+    """kill -9 after the epoch-1 checkpoint; the same command resumes it (resume=auto)."""
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    run_to_end(_args(synthetic_root, reference), tmp_path)
+    epoch = kill_after_checkpoint(
+        _args(synthetic_root, killed),
+        tmp_path,
+        killed / "checkpoints" / "last.ckpt",
+        epoch=1,
+        log=tmp_path / "killed.log",
+    )
+    assert not (killed / "metrics.json").exists()
+    assert epoch < 3  # killed mid-run, not after the last epoch
+
+    result = run_to_end(_args(synthetic_root, killed), tmp_path)
+    assert "Resuming from" in (killed / "train.log").read_text() + result.stderr
+
+    # Same metrics, best checkpoint and csv/metrics.csv (the epochs before the kill kept).
+    assert_same_results(reference, killed)
+    names = sorted(p.name for p in (killed / "checkpoints").iterdir())
+    assert "last.ckpt" in names and not [n for n in names if n.startswith("last-")]
+    assert not list((killed / "checkpoints").glob("*.tmp"))
+    assert checkpoint_epoch(killed / "checkpoints" / "last.ckpt") == 3
+
+
+def test_done_run_is_not_rerun(tmp_path: Path, synthetic_root: Path) -> None:
+    run = tmp_path / "run"
+    args = _args(synthetic_root, run, "trainer.max_epochs=1", "test=false")
+    run_to_end(args, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    record = metrics(run)
+    result = run_to_end(args, tmp_path)
+    assert "is done (metrics.json): kept as it is, not rerun" in result.stderr + result.stdout
+    assert metrics(run) == record
+    for path in (
+        run / "metrics.json",
+        run / "checkpoints" / "last.ckpt",
+        run / "csv" / "metrics.csv",
+    ):
+        assert path.stat().st_mtime_ns == before[path]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_preempted_mid_epoch_resumes_to_the_same_metrics(
+    tmp_path: Path, synthetic_root: Path, signum: int
+) -> None:
+    """The preemption signal mid-epoch writes last.ckpt after the current batch and exits
+    128 + signal; started again it continues that epoch, with two DataLoader workers
+    and weighted sampling (their state resumes too)."""
+    extra = ("data.num_workers=2", "data.balance=sampler")
+    reference, preempted = tmp_path / "reference", tmp_path / "preempted"
+    run_to_end(_args(synthetic_root, reference, *extra), tmp_path)
+
+    log = tmp_path / "preempted.log"
+    process = start(_args(synthetic_root, preempted, *extra), tmp_path, log)
+    last = preempted / "checkpoints" / "last.ckpt"
+    wait_for(process, lambda: checkpoint_epoch(last) == 0, what="the epoch-0 checkpoint")
+    os.kill(process.pid, signum)
+    assert process.wait(timeout=300) == 128 + signum, log.read_text()[-3000:]
+    record = metrics(preempted)
+    assert record["status"] == "preempted" and record["resume_from"] == str(last)
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    position = checkpoint["SyntheticDataModule"]["sampling"]
+    assert "rng" in checkpoint["callbacks"]["ResumableTraining"] or position["batches_done"] == 0
+
+    run_to_end(_args(synthetic_root, preempted, *extra), tmp_path)
+    assert_same_results(reference, preempted)
+
+
+# --------------------------------------------------------------------------- sweeps
+def _sweep_args(synthetic_root: Path, sweep: Path, *extra: str) -> list[str]:
+    return [
+        *train_command(),
+        "-m",
+        *RESUMABLE,
+        f"data.root={synthetic_root}",
+        "seed=1,2,3",
+        f"hydra.sweep.dir={sweep}",
+        *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_with_fracture_lit_resume(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    """kill -9 of the launching process during job 2 of 3; `fracture_lit.resume` keeps job
+    1 untouched, continues job 2 from its checkpoint, runs job 3; metrics equal an
+    uninterrupted sweep's, and the report covers every job once."""
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    run_to_end(_sweep_args(synthetic_root, reference), tmp_path, timeout=900)
+    epoch = kill_after_checkpoint(
+        _sweep_args(synthetic_root, killed),
+        tmp_path,
+        killed / "1" / "checkpoints" / "last.ckpt",
+        epoch=1,
+        log=tmp_path / "killed.log",
+    )
+    assert epoch < 3
+    assert metrics(killed / "0")["status"] == "done"
+    assert not (killed / "1" / "metrics.json").exists() and not (killed / "2").exists()
+    job0 = {p: p.stat().st_mtime_ns for p in (killed / "0").rglob("*") if p.is_file()}
+
+    result = run_to_end(
+        [*train_command()[:2], "fracture_lit.resume", str(killed)], tmp_path, timeout=900
+    )
+    assert f"hydra.sweep.dir={killed}" in result.stdout
+
+    for path in ("metrics.json", "checkpoints/last.ckpt", "csv/metrics.csv"):
+        assert (killed / "0" / path).stat().st_mtime_ns == job0[killed / "0" / path]
+    assert "Resuming from" in (killed / "1" / "train.log").read_text()
+    for job in ("0", "1", "2"):
+        assert_same_results(reference / job, killed / job)
+    rows = (killed / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3
+
+
+def test_a_folder_of_another_job_is_refused(tmp_path: Path) -> None:
+    from fracture_lit.errors import UserError
+    from fracture_lit.utils.job_folder import check_same_job
+
+    job = tmp_path / "1"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- seed=2\n")
+    check_same_job(job, ["seed=2", "model=resnet18"])
+    (job / "metrics.json").write_text('{"status": "done"}')
+    check_same_job(job, ["model=resnet18", "seed=2"])  # same job, other order
+    (job / ".hydra" / "overrides.yaml").write_text("- seed=3\n")  # Hydra rewrote it
+    with pytest.raises(UserError, match="belongs to the job `seed=2 model=resnet18`"):
+        check_same_job(job, ["seed=3", "model=resnet18"])
+    assert (job / ".hydra" / "overrides.yaml").read_text() == "- seed=2\n"
+    assert (job / "metrics.json").read_text() == '{"status": "done"}'
+
+
+def test_resume_policy_of_a_job_folder(tmp_path: Path) -> None:
+    from fracture_lit.utils.job_folder import plan_job
+
+    job = tmp_path / "job"
+    (job / ".hydra").mkdir(parents=True)
+    assert plan_job(job).action == "fresh" and not (job / ".attempts").exists()
+    (job / "checkpoints").mkdir()
+    (job / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert plan_job(job) == plan_job(job, "auto")
+    assert plan_job(job).checkpoint == str(job / "checkpoints" / "last.ckpt")
+    (job / "metrics.json").write_text('{"status": "preempted"}')
+    assert plan_job(job).action == "resume"
+    (job / "metrics.json").write_text('{"status": "done", "val": {}}')
+    assert plan_job(job).action == "skip" and plan_job(job).recorded["status"] == "done"
+    (job / "metrics.json").write_text('{"status": "failed"}')
+    assert plan_job(job).action == "fresh"
+    moved = job / ".attempts" / "1"
+    assert (moved / "metrics.json").is_file() and (moved / "checkpoints" / "last.ckpt").is_file()
+    assert not (job / "checkpoints").exists()
+
+
+def test_resume_command_reruns_the_recorded_sweep(tmp_path: Path) -> None:
+    import json
+
+    from fracture_lit.errors import UserError
+    from fracture_lit.utils.sweep_resume import RECORD, resume_command
+
+    with pytest.raises(UserError, match="not a sweep folder"):
+        resume_command(tmp_path)
+    (tmp_path / RECORD).parent.mkdir()
+    (tmp_path / RECORD).write_text(
+        json.dumps(
+            {
+                "task": ["seed=1,2,3", "model=resnet18"],
+                "hydra": ["hydra.mode=MULTIRUN", "hydra/launcher=slurm", "hydra.sweep.dir=x"],
+            }
+        )
+    )
+    command = resume_command(tmp_path, ["hydra.launcher.partition=gpu"])
+    assert command[1:] == [
+        "-m",
+        "fracture_lit.train",
+        "-m",
+        "hydra/launcher=slurm",
+        "seed=1,2,3",
+        "model=resnet18",
+        f"hydra.sweep.dir={tmp_path.resolve()}",
+        "hydra.launcher.partition=gpu",
+    ]
+
+
+@pytest.mark.slow
+def test_killed_optuna_search_continues_its_study(tmp_path: Path, synthetic_root: Path) -> None:
+    import optuna
+
+    sweep = tmp_path / "search"
+    args = [
+        *train_command(),
+        "-m",
+        *RESUMABLE,
+        "trainer.max_epochs=2",
+        "test=false",
+        f"data.root={synthetic_root}",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    kill_after_checkpoint(
+        args, tmp_path, sweep / "1" / "checkpoints" / "last.ckpt", epoch=0, log=tmp_path / "k.log"
+    )
+    assert (sweep / "optuna.db").is_file()
+    run_to_end([*train_command()[:2], "fracture_lit.resume", str(sweep)], tmp_path, timeout=900)
+    study = optuna.load_study(study_name="optuna_search", storage=f"sqlite:///{sweep}/optuna.db")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    assert all(metrics(sweep / j)["status"] == "done" for j in ("0", "1", "2"))
+    assert "Resuming from" in (sweep / "1" / "train.log").read_text()
