@@ -147,6 +147,29 @@ CATALOGUE: tuple[Metric, ...] = (
         aliases=("cohen_kappa", "cohens_kappa"),
         sweep=True,
     ),
+    # Calibration (fracture_lit.results.calibration), computed at val/test epoch end.
+    Metric(
+        key="ece",
+        label="expected calibration error (ECE)",
+        title="ECE",
+        short="ECE",
+        column="ece",
+        aliases=("expected_calibration_error", "calibration_error"),
+        higher_is_better=False,
+        computed=False,
+        sweep=True,
+    ),
+    Metric(
+        key="brier",
+        label="Brier score",
+        title="Brier",
+        short="Brier",
+        column="brier",
+        aliases=("brier_score",),
+        higher_is_better=False,
+        computed=False,
+        sweep=True,
+    ),
 )
 
 _BY_KEY = {m.key: m for m in CATALOGUE}

@@ -63,6 +63,7 @@ _STAGE_TITLES = {
 _REVIEW_IMAGES = (
     ("confusion.png", "Confusion matrix"),
     ("roc.png", "ROC curve"),
+    ("reliability.png", "Reliability diagram"),
     ("pr.png", "Precision-recall curve"),
 )
 

@@ -25,6 +25,7 @@ from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
 from fracture_lit.results.table import repeat_groups, sweep_tables
+from fracture_lit.results.vs_best import write_json as write_vs_best_json
 
 __all__ = ["ReportPaths", "write_report"]
 
@@ -62,6 +63,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = write_csv(jobs, out_dir / "results.csv")
     md_path = write_markdown(sweep_dir, jobs, groups, out_dir / "results.md", tables)
+    write_vs_best_json(jobs, out_dir)  # every paired comparison with all its numbers
     html_path = None
     if html:
         # Imported here: matplotlib is only needed for the page, not for the tables.

@@ -17,6 +17,7 @@ from typing import Any
 
 from fracture_lit.results.catalogue import STAGES, format_value, sweep_metrics
 from fracture_lit.results.folders import Interval, JobResult
+from fracture_lit.results.vs_best import vs_best_note, vs_best_values
 
 __all__ = [
     "JOB_COLUMNS",
@@ -72,10 +73,14 @@ class JobColumn:
     short: str
     values: Callable[[Sequence[JobResult], str], list[Any] | None]
     cell: Callable[[Any], str] = str
+    #: Sentences under the stage table that explain the column ("" for none).
+    note: Callable[[Sequence[JobResult], str], str] | None = None
 
 
 #: Extra per-job columns, after the metric columns, in this order.
-JOB_COLUMNS: tuple[JobColumn, ...] = ()
+JOB_COLUMNS: tuple[JobColumn, ...] = (
+    JobColumn("vs_best", "vs best", "vs best", vs_best_values, note=vs_best_note),
+)
 
 
 # ----------------------------------------------------------------------------- repeats
@@ -255,7 +260,8 @@ def _stage_table(jobs: Sequence[JobResult], stage: str) -> Table:
         for column, values in extras:
             row.append("-" if values[i] is None else column.cell(values[i]))
         rows.append(row)
-    return Table(STAGE_TITLES[stage], headers, rows, right, short)
+    notes = [c.note(jobs, stage) for c, _ in extras if c.note is not None]
+    return Table(STAGE_TITLES[stage], headers, rows, right, short, " ".join(n for n in notes if n))
 
 
 def _group_table(
