@@ -82,7 +82,8 @@ def test_preempted_mid_epoch_resumes_to_the_same_metrics(
     run_to_end(_args(synthetic_root, reference, *extra), tmp_path)
 
     log = tmp_path / "preempted.log"
-    process = start(_args(synthetic_root, preempted, *extra), tmp_path, log)
+    extra_preempted = (*extra, "logger=wandb")  # offline: the resumed run keeps its id
+    process = start(_args(synthetic_root, preempted, *extra_preempted), tmp_path, log)
     last = preempted / "checkpoints" / "last.ckpt"
     wait_for(process, lambda: checkpoint_epoch(last) == 0, what="the epoch-0 checkpoint")
     os.kill(process.pid, signum)
@@ -93,8 +94,10 @@ def test_preempted_mid_epoch_resumes_to_the_same_metrics(
     position = checkpoint["SyntheticDataModule"]["sampling"]
     assert "rng" in checkpoint["callbacks"]["ResumableTraining"] or position["batches_done"] == 0
 
-    run_to_end(_args(synthetic_root, preempted, *extra), tmp_path)
+    run_to_end(_args(synthetic_root, preempted, *extra_preempted), tmp_path)
     assert_same_results(reference, preempted)
+    runs = sorted((preempted / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs
 
 
 # --------------------------------------------------------------------------- sweeps
