@@ -214,33 +214,3 @@ def test_resume_command_reruns_the_recorded_sweep(tmp_path: Path) -> None:
         f"hydra.sweep.dir={tmp_path.resolve()}",
         "hydra.launcher.partition=gpu",
     ]
-
-
-@pytest.mark.slow
-def test_killed_optuna_search_continues_its_study(tmp_path: Path, synthetic_root: Path) -> None:
-    import optuna
-
-    sweep = tmp_path / "search"
-    args = [
-        *train_command(),
-        "-m",
-        *RESUMABLE,
-        "trainer.max_epochs=2",
-        "test=false",
-        f"data.root={synthetic_root}",
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.sampler.n_startup_trials=2",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    kill_after_checkpoint(
-        args, tmp_path, sweep / "1" / "checkpoints" / "last.ckpt", epoch=0, log=tmp_path / "k.log"
-    )
-    assert (sweep / "optuna.db").is_file()
-    run_to_end([*train_command()[:2], "fracture_lit.resume", str(sweep)], tmp_path, timeout=900)
-    study = optuna.load_study(study_name="optuna_search", storage=f"sqlite:///{sweep}/optuna.db")
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 3
-    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
-    assert all(metrics(sweep / j)["status"] == "done" for j in ("0", "1", "2"))
-    assert "Resuming from" in (sweep / "1" / "train.log").read_text()
