@@ -48,8 +48,11 @@ def run(cfg: DictConfig) -> None:
         gradcam=bool(cfg.gradcam.enabled),
         tta=str(cfg.tta),
     )
-    run_dir = run_folder_of(cfg.ckpt_path)
-    card = ModelCard.build(predictor, load_job(run_dir) if run_dir else None, run_dir)
+    runs = [
+        (run, load_job(run) if run else None)
+        for run in (run_folder_of(m.path) for m in predictor.members)
+    ]
+    card = ModelCard.build(predictor, runs)
     with upload_folder() as workdir:
         serve(predictor, card, workdir, host=str(cfg.host), port=int(cfg.port))
 
