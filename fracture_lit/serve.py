@@ -23,7 +23,7 @@ register_resolvers()
 
 def run(cfg: DictConfig) -> None:
     """Load the checkpoint, describe it, and serve until interrupted."""
-    from fracture_lit.report import load_job
+    from fracture_lit.results.folders import load_job
     from fracture_lit.serving.app import offline_environment, serve, upload_folder
     from fracture_lit.serving.model_card import ModelCard, run_folder_of
     from fracture_lit.serving.predictor import Predictor

@@ -141,7 +141,7 @@ def test_bad_uploads_become_error_rows_and_good_ones_are_classified(
 
 
 def test_model_card_reads_the_run_folder(predictor: Predictor, trained: dict):
-    from fracture_lit.report import load_job
+    from fracture_lit.results.folders import load_job
 
     run_dir = run_folder_of(trained["best_model_path"])
     assert run_dir is not None

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.results.catalogue import by_key
+
 __all__ = ["DISCLAIMER", "ModelCard", "run_folder_of"]
 
 DISCLAIMER = (
@@ -22,13 +24,8 @@ DISCLAIMER = (
     "model computes for an image, with a heatmap of where it looked."
 )
 
-# (column of the run-folder reader, label on the page).
-_SHOWN_METRICS = (
-    ("auroc", "AUROC"),
-    ("acc", "accuracy"),
-    ("sensitivity", "sensitivity"),
-    ("specificity", "specificity"),
-)
+# Metric keys shown on the page (labels from the catalogue), in this order.
+_SHOWN_METRICS = ("auroc", "acc", "recall", "specificity")
 
 
 def run_folder_of(ckpt_path: str | Path) -> Path | None:
@@ -115,8 +112,9 @@ def _metrics_line(job: Any | None, short: bool = False) -> str:
     if not test:
         return "not measured (the run had no test split)"
     parts = []
-    for column, label in _SHOWN_METRICS:
-        point, low, high = test.get(column, (None, None, None))
+    for key in _SHOWN_METRICS:
+        label = by_key(key).title
+        point, low, high = test.get(key, (None, None, None))
         if point is None:
             continue
         ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
