@@ -15,8 +15,6 @@ split redrawn with another seed would contain training images.
 from __future__ import annotations
 
 import logging
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +160,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from fracture_lit.evaluation import score, score_subgroups
+    from fracture_lit.evaluation import score, score_all_subgroups
     from fracture_lit.models.ensemble import load_ensemble
     from fracture_lit.review.artifacts import write_review
     from fracture_lit.review.predictions import SplitPredictions
@@ -225,9 +223,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             for name, member, member_pred in zip(names, ensemble.members, member_preds, strict=True)
         ]
         results["paired_vs_members"] = _paired(pred, member_preds, names, cfg.n_bootstrap)
-    regions = score_subgroups(pred, "region", n_bootstrap=cfg.n_bootstrap)
-    if regions:
-        results["per_region"] = regions
+    subgroups = score_all_subgroups(pred, n_bootstrap=cfg.n_bootstrap)
+    if subgroups.get("region"):
+        results["per_region"] = subgroups["region"]  # kept where earlier evaluations had it
+    if subgroups:
+        results["subgroups"] = subgroups
     files = write_review(
         pred,
         out_dir / "review",
@@ -273,26 +273,36 @@ def _log_wandb(cfg: DictConfig, results: dict[str, Any], pred: Any, files: Any) 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate, then write metrics.json (also on failure), print the table and report."""
-    from fracture_lit.review.html import try_write_run_report
-    from fracture_lit.utils.summary import print_summary, write_summary
+    from fracture_lit.results.console import print_summary
+    from fracture_lit.results.html_run import try_write_run_report
+    from fracture_lit.results.job_record import job_record
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
     results: dict[str, Any] = {"kind": "eval", "ckpt_path": str(cfg.ckpt_path)}
-    try:
+    with job_record(results, out_dir):
         results.update(evaluate(cfg))
-        results["status"] = "done"
-    except Exception as error:
-        results.update(status="failed", error=str(error), traceback=traceback.format_exc())
-        raise
-    finally:
-        results["wall_time_s"] = round(time.time() - started, 2)
-        write_summary(results, out_dir)
     print_summary(results, title=f"fracture_lit eval · {results['backbone']} on {results['split']}")
+    _log_members(results)
     try_write_run_report(out_dir)
     log.info("Evaluation folder: %s", out_dir)
     return results
+
+
+def _log_members(results: dict[str, Any]) -> None:
+    """An ensemble's members beside it: each alone, then the paired comparison."""
+    for member in results.get("members", []):
+        metrics = member["eval"]["metrics"]
+        auroc, acc = metrics.get("eval/auroc", float("nan")), metrics.get("eval/acc", float("nan"))
+        log.info(
+            "%s alone: AUROC %.4f, acc %.4f (its threshold %.4f)",
+            member["name"],
+            auroc,
+            acc,
+            member["threshold"],
+        )
+    for comparison in results.get("paired_vs_members", {}).values():
+        log.info("%s", comparison.get("sentence") or comparison.get("skipped"))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")

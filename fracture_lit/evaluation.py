@@ -13,14 +13,13 @@ import torch
 
 from fracture_lit.metrics import binary_metrics_at_threshold, bootstrap_cis, build_metrics
 from fracture_lit.results.calibration import calibration_cis, calibration_metrics
+from fracture_lit.results.folders import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
 from fracture_lit.review.artifacts import confusion_at_threshold
 from fracture_lit.review.predictions import SplitPredictions
 
-__all__ = ["score", "score_subgroups"]
+__all__ = ["score", "score_all_subgroups", "score_subgroups"]
 
 log = logging.getLogger(__name__)
-#: Subgroups smaller than this get point estimates only: intervals on a handful are noise.
-MIN_SUBGROUP_FOR_CI = 10
 
 
 def _multiclass(probs: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict[str, float]:
@@ -75,12 +74,15 @@ def score_subgroups(
 ) -> dict[str, dict[str, Any]]:
     """:func:`score` per value of ``meta[key]`` (FracAtlas: hand, leg, hip, shoulder, mixed).
 
-    A subgroup with a single class gets only the metrics defined on it (no AUROC).
+    A subgroup with a single class gets only the metrics defined on it (no AUROC). A flag
+    (``hardware``) splits into ``yes`` / ``no``; images without the attribute are left out.
     """
     members: dict[str, list[int]] = defaultdict(list)
     for i, meta in enumerate(pred.meta):
         value = meta.get(key)
-        if value:
+        if isinstance(value, bool):
+            members["yes" if value else "no"].append(i)
+        elif value:
             members[str(value)].append(i)
     out: dict[str, dict[str, Any]] = {}
     for value, rows in sorted(members.items()):
@@ -102,4 +104,19 @@ def score_subgroups(
             if not (isinstance(v, float) and math.isnan(v))
         }
         out[value] = scored
+    return out
+
+
+def score_all_subgroups(
+    pred: SplitPredictions,
+    attributes: tuple[str, ...] = SUBGROUP_ATTRIBUTES,
+    n_bootstrap: int = 1000,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`score_subgroups` for every attribute the images record (region, view,
+    hardware); ``{}`` for data without any (the multi-region dataset, a plain folder)."""
+    out = {}
+    for attribute in attributes:
+        scored = score_subgroups(pred, attribute, n_bootstrap=n_bootstrap)
+        if scored:
+            out[attribute] = scored
     return out

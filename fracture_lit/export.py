@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -281,7 +280,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     """Export, check and report one checkpoint; returns what export.json holds.
 
     export.json is written whatever happens once the output path is known (status, error,
-    traceback), as train.py does with metrics.json, so a failed export leaves its reason.
+    traceback; :func:`~fracture_lit.results.job_record.job_record`), so a failed export
+    leaves its reason.
     """
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise ExportError(
@@ -304,6 +304,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise ExportError(f"batch_size={batch_size}: the check needs at least one row.")
 
     from fracture_lit.models.loading import load_checkpoint
+    from fracture_lit.results.job_record import job_record
 
     path = _output_path(cfg)
     report: dict[str, Any] = {
@@ -314,8 +315,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "opset": int(cfg.opset),
         "exporter": _exporter(bool(cfg.dynamo)),
     }
-    started = time.time()
-    try:
+
+    def write(record: dict[str, Any]) -> None:
+        if record["status"] == "done" or path.parent.is_dir():
+            (path.parent / REPORT_NAME).write_text(json.dumps(record, indent=2) + "\n")
+
+    with job_record(report, write):
         log.info("Loading %s", cfg.ckpt_path)
         loaded = load_checkpoint(cfg.ckpt_path)
         metadata = deployment_metadata(loaded)
@@ -368,15 +373,6 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         else:
             log.warning("check=false: the exported model was not compared with PyTorch.")
             report.update(max_abs_diff=None, atol=atol)
-        report["status"] = "done"
-    except Exception as error:
-        report["error"] = str(error)
-        report["traceback"] = traceback.format_exc()
-        raise
-    finally:
-        report["wall_time_s"] = round(time.time() - started, 2)
-        if report["status"] == "done" or path.parent.is_dir():
-            (path.parent / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     log.info("Wrote %s (%.2f MB) and %s", path, report["size_mb"], path.parent / REPORT_NAME)
     return report
 

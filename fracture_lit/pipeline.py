@@ -23,7 +23,6 @@ import csv
 import json
 import logging
 import math
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -420,9 +419,10 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
     pipeline.json is written even when a step fails, with ``status: failed`` and the
     error, so a run folder always says how far it got.
     """
+    from fracture_lit.results.job_record import job_record
+
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
     common = _overrides(cfg.common)
     summary: dict[str, Any] = {
         "task_name": str(cfg.task_name),
@@ -434,7 +434,16 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
             "stage2": _overrides(cfg.stage2),
         },
     }
-    try:
+
+    def write(record: dict[str, Any]) -> None:
+        _write_json(record, run_dir)
+        if "stage1" in record:
+            from rich.console import Console
+
+            Console().print(summary_table(record))
+        log.info("Pipeline folder: %s", run_dir)
+
+    with job_record(summary, write):
         if cfg.threshold is not None and not 0.0 <= float(cfg.threshold) <= 1.0:
             raise PipelineError(f"threshold={cfg.threshold}: a probability in [0, 1], or null.")
         if int(cfg.min_per_class) < 1:
@@ -492,19 +501,6 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
         summary["end_to_end_accuracy_estimate"] = end_to_end_estimate(
             counts["pass_rate"], summary["stage2"]["test_acc"]
         )
-        summary["status"] = "done"
-    except Exception as error:
-        summary["status"] = "failed"
-        summary["error"] = f"{type(error).__name__}: {error}"
-        raise
-    finally:
-        summary["wall_time_s"] = round(time.time() - started, 2)
-        _write_json(summary, run_dir)
-        if "stage1" in summary:
-            from rich.console import Console
-
-            Console().print(summary_table(summary))
-        log.info("Pipeline folder: %s", run_dir)
     return summary
 
 

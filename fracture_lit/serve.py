@@ -23,7 +23,7 @@ register_resolvers()
 
 def run(cfg: DictConfig) -> None:
     """Load the checkpoint, describe it, and serve until interrupted."""
-    from fracture_lit.report import load_job
+    from fracture_lit.results.folders import load_job
     from fracture_lit.serving.app import offline_environment, serve, upload_folder
     from fracture_lit.serving.model_card import ModelCard, run_folder_of
     from fracture_lit.serving.predictor import Predictor
@@ -48,8 +48,11 @@ def run(cfg: DictConfig) -> None:
         gradcam=bool(cfg.gradcam.enabled),
         tta=str(cfg.tta),
     )
-    run_dir = run_folder_of(cfg.ckpt_path)
-    card = ModelCard.build(predictor, load_job(run_dir) if run_dir else None, run_dir)
+    runs = [
+        (run, load_job(run) if run else None)
+        for run in (run_folder_of(m.path) for m in predictor.members)
+    ]
+    card = ModelCard.build(predictor, runs)
     with upload_folder() as workdir:
         serve(predictor, card, workdir, host=str(cfg.host), port=int(cfg.port))
 

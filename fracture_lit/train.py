@@ -10,8 +10,6 @@ from __future__ import annotations
 import errno
 import logging
 import math
-import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,45 +221,46 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     In a sweep a failed job is recorded and the sweep goes on; a single run re-raises.
     """
     from fracture_lit.callbacks.resume import TrainingPreempted, stop_for_requeue
-    from fracture_lit.review.html import try_write_run_report
+    from fracture_lit.results.console import print_summary
+    from fracture_lit.results.folders import write_metrics
+    from fracture_lit.results.html_run import try_write_run_report
+    from fracture_lit.results.job_record import job_record
     from fracture_lit.utils.distributed import (
         global_rank,
         job_environment,
         release_process_group,
     )
-    from fracture_lit.utils.summary import print_summary, write_summary
 
     output_dir = Path(cfg.paths.output_dir)
     rank_zero = global_rank() == 0
     recorded = prepare_job_folder(cfg, rank_zero)
     if recorded is not None:
         return recorded
-    started = time.time()
     results: dict[str, Any] = {"job": _job_name(cfg), "backbone": cfg.model.get("backbone")}
     is_multirun = _is_multirun()
     preempted: TrainingPreempted | None = None
-    try:
-        with job_environment():
-            results.update(train(cfg))
-        results["status"] = "done"
-    except TrainingPreempted as stop:
-        preempted = stop
-        results.update(status="preempted", error=str(stop), resume_from=stop.checkpoint)
-    except Exception as error:  # noqa: BLE001 - recorded, then re-raised or skipped
-        results["status"] = "failed"
-        results["error"] = _first_line(error)
-        results["traceback"] = traceback.format_exc()
-        if not is_multirun:
-            raise
-        log.error("Job failed, the sweep goes on: %s", results["error"])
-    finally:
-        results["wall_time_s"] = round(time.time() - started, 2)
+
+    def preemption(error: BaseException, record: dict[str, Any]) -> None:
+        if isinstance(error, TrainingPreempted):
+            record.pop("traceback", None)
+            record.update(status="preempted", error=str(error), resume_from=error.checkpoint)
+
+    def close_and_write(record: dict[str, Any]) -> None:
         _finish_wandb()
         release_process_group()
         if rank_zero:
-            output_dir.mkdir(parents=True, exist_ok=True)
-            write_summary(results, output_dir)
+            write_metrics(record, output_dir)
             try_write_run_report(output_dir)
+
+    try:
+        with job_record(results, close_and_write, on_error=preemption), job_environment():
+            results.update(train(cfg))
+    except TrainingPreempted as stop:
+        preempted = stop
+    except Exception:
+        if not is_multirun:
+            raise
+        log.error("Job failed, the sweep goes on: %s", results["error"])
     if preempted is not None:
         stop_for_requeue(preempted)
     if rank_zero and results["status"] == "done" and "val" in results:
@@ -305,15 +304,6 @@ def prepare_job_folder(cfg: DictConfig, rank_zero: bool) -> dict[str, Any] | Non
         with open_dict(cfg):
             cfg.ckpt_path = checkpoint
     return None
-
-
-def _first_line(error: BaseException) -> str:
-    """``Type: first line`` of the error that started it all (Hydra wraps errors raised
-    while instantiating in an InstantiationException whose own message says little)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _finish_wandb() -> None:

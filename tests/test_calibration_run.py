@@ -163,7 +163,8 @@ def test_export_puts_the_temperature_in_the_graph(calibrated_run, tmp_path) -> N
     loaded = load_checkpoint(calibrated_run["ckpt"])
     assert report["status"] == "done" and report["max_abs_diff"] <= report["atol"]
     assert read_metadata(output)["temperature"] == pytest.approx(loaded.temperature)
-    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    shape = (4, loaded.in_chans, loaded.image_size, loaded.image_size)
+    images = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     probs, logits = session.run(["probs", "logits"], {"images": images.numpy()})
     want = torch.softmax(torch.from_numpy(logits) / loaded.temperature, 1).numpy()

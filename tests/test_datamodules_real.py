@@ -345,6 +345,19 @@ def test_cli_trains_on_fracatlas(shared_data: Path, real_cache: Path, tmp_path: 
     assert summary["classes"] == ["non_fractured", "fractured"]
     assert 60 <= summary["test"]["n"] <= 90  # 15% of 506, grouped
     assert 0.0 <= summary["test"]["metrics"]["test/auroc"] <= 1.0
+    # Every run is scored per subgroup where FracAtlas' csv records it.
+    [run_dir] = [p.parent for p in (tmp_path / "outputs").glob("*/*/metrics.json")]
+    groups = json.loads((run_dir / "review" / "test" / "subgroups.json").read_text())
+    assert set(groups) == {"region", "view", "hardware"} and set(groups["hardware"]) == {
+        "yes",
+        "no",
+    }
+    assert sum(g["n"] for g in groups["hardware"].values()) == summary["test"]["n"]
+    for attribute in groups.values():
+        for block in attribute.values():
+            assert ("ci95" in block) == (block["n"] >= 10 and 0 < block["n_positive"] < block["n"])
+    page = (run_dir / "report.html").read_text()
+    assert "Per region — test (95% CI)" in page and "Per hardware — val (95% CI)" in page
 
 
 @pytest.mark.slow

@@ -168,6 +168,7 @@ def test_eval_reports_the_ensemble_beside_its_members(runs, tmp_path: Path) -> N
     assert [m["ckpt_path"] for m in members] == written["ckpt_path"]
     n = results["eval"]["n"]
     assert all(m["eval"]["n"] == n for m in members)
+    assert "ensemble of 2" in (tmp_path / "report.html").read_text()
     paired = results["paired_vs_members"]
     assert set(paired) == {m["name"] for m in members}
     for comparison in paired.values():

@@ -82,6 +82,11 @@ def test_eval_on_the_training_data_reuses_its_split(fracatlas_run, shared_data, 
     regions = results["per_region"]
     assert set(regions) <= {"hand", "leg", "hip", "shoulder", "mixed"} and "hand" in regions
     assert sum(r["n"] for r in regions.values()) <= results["eval"]["n"]
+    subgroups = results["subgroups"]  # region, view and hardware: n, sens, spec, AUROC, CIs
+    assert subgroups["region"] == regions and set(subgroups["hardware"]) == {"yes", "no"}
+    assert sum(g["n"] for g in subgroups["hardware"].values()) == results["eval"]["n"]
+    small = [g for a in subgroups.values() for g in a.values() if g["n"] < 10]
+    assert small and all("ci95" not in g for g in small)  # no interval below 10 images
     # files a reviewer opens
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["status"] == "done" and written["split"] == "test"
@@ -90,7 +95,7 @@ def test_eval_on_the_training_data_reuses_its_split(fracatlas_run, shared_data, 
     assert len(list((tmp_path / "review" / "gradcam").glob("test_fixed_*.png"))) == 4
     page = (tmp_path / "report.html").read_text()
     assert f"at p &gt; {results['threshold']:.3f}" in page  # scored at the checkpoint's threshold
-    assert "Per region" in page
+    assert "Per region" in page and "Per view — eval on test (95% CI)" in page
 
 
 def test_eval_across_datasets_for_external_validation(fracatlas_run, shared_data, cache, tmp_path):

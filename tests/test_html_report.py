@@ -23,8 +23,10 @@ import yaml
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from fracture_lit.report import main, write_report
-from fracture_lit.review.html import write_run_report, write_sweep_report_html
+from fracture_lit.report import main
+from fracture_lit.results.html_run import write_run_report
+from fracture_lit.results.html_sweep import write_sweep_report_html
+from fracture_lit.results.sweep_report import write_report
 from fracture_lit.train import run
 from tests.conftest import TINY, compose_train
 

@@ -16,14 +16,11 @@ import yaml
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from fracture_lit.report import (
-    NO_METRICS_ERROR,
-    csv_columns,
-    load_jobs,
-    main,
-    seed_groups,
-    write_report,
-)
+from fracture_lit.report import main
+from fracture_lit.results.files import csv_columns
+from fracture_lit.results.folders import NO_METRICS_ERROR, load_jobs
+from fracture_lit.results.sweep_report import write_report
+from fracture_lit.results.table import seed_groups
 from fracture_lit.utils.hydra_callbacks import WriteSweepReport
 from tests.conftest import REPO_ROOT, TINY, run_cli
 
@@ -242,7 +239,8 @@ def test_cli_writes_to_out_and_exits_2_without_jobs(
 
 def test_report_module_does_not_import_torch() -> None:
     code = (
-        "import sys, fracture_lit.report, fracture_lit.utils.hydra_callbacks;"
+        "import sys, fracture_lit.report, fracture_lit.utils.hydra_callbacks,"
+        " fracture_lit.results.sweep_report;"
         "sys.exit('torch' in sys.modules or 'lightning' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0

@@ -130,7 +130,7 @@ def test_bad_uploads_become_error_rows_and_good_ones_are_classified(
     assert ok.label == ("fractured" if ok.probability > predictor.threshold else "intact")
     assert ok.panel is not None and ok.panel.ndim == 3 and ok.panel.shape[1] > ok.panel.shape[0]
 
-    limited = Predictor(predictor.loaded, UploadLimits(max_files=1), gradcam=False)
+    limited = Predictor(predictor.ensemble, UploadLimits(max_files=1), gradcam=False)
     rows = limited.classify([(image, "a.jpg"), (image, "b.jpg")])
     assert [r.status for r in rows] == ["ok", "error"] and "max_files" in rows[1].error
 
@@ -141,11 +141,11 @@ def test_bad_uploads_become_error_rows_and_good_ones_are_classified(
 
 
 def test_model_card_reads_the_run_folder(predictor: Predictor, trained: dict):
-    from fracture_lit.report import load_job
+    from fracture_lit.results.folders import load_job
 
     run_dir = run_folder_of(trained["best_model_path"])
     assert run_dir is not None
-    card = ModelCard.build(predictor, load_job(run_dir), run_dir).markdown()
+    card = ModelCard.build(predictor, [(run_dir, load_job(run_dir))]).markdown()
     auroc = trained["test"]["metrics"]["test/auroc"]
     assert f"AUROC {auroc:.3f}" in card
     assert f"on {trained['test']['n']} held-out test images" in card
@@ -153,7 +153,27 @@ def test_model_card_reads_the_run_folder(predictor: Predictor, trained: dict):
     assert f"> {predictor.threshold:.3f}" in card and "validation split" in card
     assert "not a diagnostic device" in DISCLAIMER
     # A checkpoint copied out of its run folder: the page says what it does not know.
-    assert "unknown" in ModelCard.build(predictor, None, None).metrics
+    assert "unknown" in ModelCard.build(predictor, [(None, None)]).metrics
+
+
+def test_an_ensemble_averages_its_members_and_rechooses_the_threshold(
+    trained: dict, tmp_path: Path, shared_data: Path
+):
+    image = _fracatlas_image(shared_data)
+    best = Path(trained["best_model_path"])
+    last = best.with_name("last.ckpt")
+    singles = [Predictor.load(p, UploadLimits(), device="cpu", gradcam=False) for p in (best, last)]
+    both = Predictor.load([str(best), str(last)], UploadLimits(), device="cpu")
+    row = both.classify([(image, "knee.jpg")])[0]
+    alone = [s.classify([(image, "knee.jpg")])[0].probability for s in singles]
+    assert row.probability == pytest.approx(sum(alone) / 2, abs=1e-6)
+    assert row.label == ("fractured" if row.probability > both.threshold else "intact")
+    assert row.panel is not None  # the first member's Grad-CAM
+    # Averaging moves the probabilities: the threshold is chosen again on the shared
+    # validation split, and the page says so.
+    assert "shared validation split" in both.threshold_meaning()
+    card = ModelCard.build(both, [(run_folder_of(best), None), (run_folder_of(last), None)])
+    assert card.title.startswith("ensemble of 2") and str(last) in card.checkpoint
 
 
 def test_serve_cli_refuses_bad_settings_in_one_line(trained: dict, tmp_path: Path):

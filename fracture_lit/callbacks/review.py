@@ -2,7 +2,8 @@
 
 After fitting, ``train`` evaluates the best checkpoint on validation and test; this
 callback runs right then (not every epoch), on rank 0 only, with the weights that are
-reported. It writes ``<run folder>/review/`` (see :mod:`fracture_lit.review.artifacts`) and,
+reported. It writes ``<run folder>/review/`` (see :mod:`fracture_lit.review.artifacts`), the
+split's per-subgroup scores (``review/<split>/subgroups.json``: region, view, hardware) and,
 when the run logs to W&B, the same confusion matrix, ROC/PR curves, Grad-CAM gallery and
 misclassified-image table into the W&B run.
 """
@@ -97,9 +98,21 @@ class ReviewCallback(Callback):
                 target_layer=self.target_layer,
             )
         self.written[split] = files
+        self._write_subgroups(pred, pl_module)
         log.info("Review of %s written to %s", split, self.output_dir)
         if self.log_to_wandb:
             self._log_wandb(trainer, pred, files)
+
+    def _write_subgroups(self, pred: object, pl_module: L.LightningModule) -> None:
+        """``review/<split>/subgroups.json``: n, sensitivity, specificity, AUROC with 95% CIs
+        per region / view / hardware, where the images record them (FracAtlas)."""
+        from fracture_lit.evaluation import score_all_subgroups
+        from fracture_lit.results.folders import SUBGROUPS_NAME, write_metrics
+
+        n_bootstrap = int(getattr(pl_module.hparams, "n_bootstrap", 1000))
+        scored = score_all_subgroups(pred, n_bootstrap=n_bootstrap)
+        if scored:
+            write_metrics(scored, self.output_dir / pred.split, SUBGROUPS_NAME)
 
     @staticmethod
     def _log_wandb(trainer: L.Trainer, pred: object, files: object) -> None:

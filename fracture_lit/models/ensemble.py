@@ -307,7 +307,7 @@ def choose_threshold(ensemble: Ensemble, batch_size: int = 64) -> tuple[float, s
     tta = "" if ensemble.tta == "none" else f" with tta={ensemble.tta}"
     return float(result.threshold), (
         f"Youden J of the {what}{tta} on the members' shared validation split "
-        f"(n={len(labels)}, {run.name})"
+        f"(n={len(labels)}, {run})"
     )
 
 

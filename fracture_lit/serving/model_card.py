@@ -9,9 +9,12 @@ its run still works, the page then says the metrics are unknown.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fracture_lit.results.catalogue import by_key
 
 __all__ = ["DISCLAIMER", "ModelCard", "run_folder_of"]
 
@@ -21,13 +24,8 @@ DISCLAIMER = (
     "model computes for an image, with a heatmap of where it looked."
 )
 
-# (column of the run-folder reader, label on the page).
-_SHOWN_METRICS = (
-    ("auroc", "AUROC"),
-    ("acc", "accuracy"),
-    ("sensitivity", "sensitivity"),
-    ("specificity", "specificity"),
-)
+# Metric keys shown on the page (labels from the catalogue), in this order.
+_SHOWN_METRICS = ("auroc", "acc", "recall", "specificity")
 
 
 def run_folder_of(ckpt_path: str | Path) -> Path | None:
@@ -67,16 +65,28 @@ class ModelCard:
     threshold: str
 
     @classmethod
-    def build(cls, predictor: Any, job: Any | None, run_dir: Path | None) -> ModelCard:
-        """From a :class:`~fracture_lit.serving.predictor.Predictor` and the run folder's
-        job record (None when the checkpoint is not in a finished run's folder)."""
-        loaded = predictor.loaded
+    def build(cls, predictor: Any, runs: Sequence[tuple[Path | None, Any | None]]) -> ModelCard:
+        """From a :class:`~fracture_lit.serving.predictor.Predictor` and, per member, its run
+        folder and job record (``(None, None)`` for a checkpoint outside a finished run)."""
+        members = predictor.members
+        first_dir = runs[0][0] if runs else None
+        if len(members) == 1:
+            metrics = _metrics_line(runs[0][1] if runs else None)
+        else:
+            parts = [
+                f"member {i} ({m.backbone}): {_metrics_line(job, short=True)}"
+                for i, (m, (_, job)) in enumerate(zip(members, runs, strict=True), start=1)
+            ]
+            metrics = (
+                "of the members (the ensemble itself: `python -m fracture_lit.eval "
+                "ckpt_path=[...]`): " + "; ".join(parts)
+            )
         return cls(
-            title=f"{loaded.backbone} fracture classifier",
-            checkpoint=str(loaded.path),
+            title=f"{predictor.ensemble.name} fracture classifier",
+            checkpoint=", ".join(str(m.path) for m in members),
             classes=list(predictor.class_names),
-            training_data=_training_data(run_dir),
-            metrics=_metrics_line(job),
+            training_data=_training_data(first_dir),
+            metrics=metrics,
             threshold=predictor.threshold_meaning(),
         )
 
@@ -93,7 +103,7 @@ class ModelCard:
         )
 
 
-def _metrics_line(job: Any | None) -> str:
+def _metrics_line(job: Any | None, short: bool = False) -> str:
     if job is None:
         return "unknown (no metrics.json next to the checkpoint's run folder)"
     if job.status != "done":
@@ -102,14 +112,17 @@ def _metrics_line(job: Any | None) -> str:
     if not test:
         return "not measured (the run had no test split)"
     parts = []
-    for column, label in _SHOWN_METRICS:
-        point, low, high = test.get(column, (None, None, None))
+    for key in _SHOWN_METRICS:
+        label = by_key(key).title
+        point, low, high = test.get(key, (None, None, None))
         if point is None:
             continue
         ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
         parts.append(f"{label} {point:.3f}{ci}")
     n = job.n.get("test")
     size = f" on {n} held-out test images" if n else ""
+    if short:
+        return f"{', '.join(parts[:1])}{size}"
     return (
         f"{', '.join(parts)}{size} (95% bootstrap intervals; accuracy, sensitivity and "
         "specificity at p = 0.5, AUROC over all thresholds)"

@@ -45,48 +45,54 @@ class Prediction:
 
 
 class Predictor:
-    """A loaded checkpoint, its input pipeline and its decision rule, ready for uploads."""
+    """A model (one checkpoint, or an ensemble, with its TTA and threshold) for uploads."""
 
     def __init__(
         self,
-        loaded: Any,
+        ensemble: Any,
         limits: UploadLimits,
-        threshold: float | None = None,
         target_layer: str | None = None,
         gradcam: bool = True,
-        tta: str = "none",
     ) -> None:
-        from fracture_lit.inference import InputPipeline, check_tta
-
-        self.loaded = loaded
+        self.ensemble = ensemble  # fracture_lit.models.ensemble.Ensemble
         self.limits = limits
-        self.threshold_given = threshold is not None
-        self.settings = (
-            loaded.settings.replace(threshold=float(threshold))
-            if threshold is not None
-            else loaded.settings
-        )
-        self.pipeline = InputPipeline(self.settings, max_pixels=limits.max_pixels)
         self.target_layer = target_layer
         self.gradcam = gradcam
-        self.tta = check_tta(tta)
 
     @classmethod
     def load(
         cls,
-        ckpt_path: str | Path,
+        ckpt_path: Any,
         limits: UploadLimits,
         device: str = "auto",
+        threshold: float | None = None,
+        tta: str = "none",
         **kwargs: Any,
     ) -> Predictor:
-        """Load ``ckpt_path`` (``weights_only=True``) onto the GPU when there is one."""
+        """Load ``ckpt_path`` (a checkpoint, a list of them or a sweep folder; each with
+        ``weights_only=True``) onto the GPU when there is one."""
         import torch
 
-        from fracture_lit.models.loading import load_checkpoint
+        from fracture_lit.models.ensemble import load_ensemble
 
         use_cuda = device != "cpu" and torch.cuda.is_available()
-        loaded = load_checkpoint(ckpt_path, device="cuda" if use_cuda else "cpu")
-        return cls(loaded, limits, **kwargs)
+        ensemble = load_ensemble(
+            ckpt_path,
+            tta=tta,
+            threshold=threshold,
+            device="cuda" if use_cuda else "cpu",
+            max_pixels=limits.max_pixels,
+        )
+        return cls(ensemble, limits, **kwargs)
+
+    @property
+    def members(self) -> list[Any]:
+        """The loaded checkpoints (one unless ``ckpt_path`` named several)."""
+        return list(self.ensemble.members)
+
+    @property
+    def settings(self) -> Any:
+        return self.ensemble.settings
 
     @property
     def class_names(self) -> list[str]:
@@ -107,86 +113,77 @@ class Predictor:
 
     def threshold_meaning(self) -> str:
         """One sentence: the decision rule and where its threshold comes from."""
+        from fracture_lit.models.ensemble import CHECKPOINT_SOURCE
+
         if not self.binary:
             return "Multi-class model: the class with the highest probability is shown."
-        source = (
-            "set on the command line (threshold=)"
-            if self.threshold_given
-            else "chosen by the training run on its validation split (Youden's J: the "
-            "best sum of sensitivity and specificity), never on test data"
-        )
-        negative = self.class_names[0]
+        source = self.ensemble.threshold_source
+        if source == CHECKPOINT_SOURCE:
+            source = (
+                "chosen by the training run on its validation split (Youden's J: the best "
+                "sum of sensitivity and specificity), never on test data"
+            )
         return (
             f"The model says {self.positive} when p({self.positive}) > {self.threshold:.3f}, "
-            f"otherwise {negative}. The threshold was {source}."
+            f"otherwise {self.class_names[0]}. Threshold: {source}."
         )
 
     def classify(self, uploads: Sequence[tuple[Path, str]]) -> list[Prediction]:
         """One :class:`Prediction` per ``(server path, name the user gave it)``, in order."""
-        from fracture_lit.data.cache import BadImageError
-
-        rows: list[Prediction] = []
-        images: list[np.ndarray] = []
-        good: list[Prediction] = []
-        for path, name in uploads[: self.limits.max_files]:
-            row = Prediction(file=name, status="ok")
+        rows = [Prediction(file=name, status="ok") for _, name in uploads]
+        readable: list[tuple[Prediction, Path]] = []
+        for number, ((path, name), row) in enumerate(zip(uploads, rows, strict=True)):
+            if number >= self.limits.max_files:
+                row.status = "error"
+                row.error = (
+                    f"{name}: not classified, over the limit of {self.limits.max_files} "
+                    "files per upload (max_files=). Upload it again on its own."
+                )
+                continue
             try:
                 check_upload(path, self.limits, name)
-                image, note = self.pipeline.read(path)
-            except (UploadError, BadImageError, OSError, ValueError) as error:
-                row.status, row.error = "error", _user_message(error, path, name)
+            except UploadError as error:
+                row.status, row.error = "error", str(error)
             else:
-                row.note = note
-                images.append(image)
-                good.append(row)
-            rows.append(row)
-        for _, name in uploads[self.limits.max_files :]:
-            rows.append(
-                Prediction(
-                    file=name,
-                    status="error",
-                    error=f"{name}: not classified, over the limit of {self.limits.max_files} "
-                    "files per upload (max_files=). Upload it again on its own.",
-                )
-            )
-        if images:
-            self._score(images, good)
+                readable.append((row, path))
+        scored = self.ensemble.predict_files([path for _, path in readable])
+        images, good = [], []
+        for (row, path), item in zip(readable, scored, strict=True):
+            if item.error:
+                row.status, row.error = "error", _user_message(item.error, path, row.file)
+                continue
+            p = item.probs
+            predicted = self.settings.label(p)
+            row.label, row.note = self.class_names[predicted], item.note
+            row.probability = float(p[1] if self.binary else p[predicted])
+            row.probs = {n: float(v) for n, v in zip(self.class_names, p, strict=True)}
+            row.threshold = self.threshold if self.binary else None
+            images.append(item.image)
+            good.append(row)
+        if good and self.gradcam:
+            self._panels(images, good)
         return rows
 
-    def _score(self, images: list[np.ndarray], rows: list[Prediction]) -> None:
-        from fracture_lit.inference import predict_probs
-
-        settings, names = self.settings, self.class_names
-        batch = self.pipeline.to_tensor(images)
-        probs = predict_probs(
-            self.loaded.model, batch, temperature=settings.temperature, tta=self.tta
-        ).numpy()
-        for row, p in zip(rows, probs, strict=True):
-            predicted = settings.label(p)
-            row.label = names[predicted]
-            row.probability = float(p[1] if self.binary else p[predicted])
-            row.probs = {n: float(v) for n, v in zip(names, p, strict=True)}
-            row.threshold = settings.threshold if self.binary else None
-        if self.gradcam:
-            self._panels(batch, images, rows)
-
-    def _panels(self, batch: Any, images: list[np.ndarray], rows: list[Prediction]) -> None:
-        """Grad-CAM panels through the one panel writer (predict's captions and classes)."""
+    def _panels(self, images: list[np.ndarray], rows: list[Prediction]) -> None:
+        """Grad-CAM panels of the first member (as predict draws them), through the one
+        panel writer: an average of heatmaps would explain no network."""
         from fracture_lit.review.panels import CamPanelWriter, cam_class
 
+        first = self.members[0]
+        batch = self.ensemble.pipeline(first).to_tensor(images)
         names = self.class_names
         targets = [cam_class(self.binary, names.index(r.label)) for r in rows]
         captions = [
             f"{r.file}: {r.label} | p({names[t]})={r.probs[names[t]]:.2f}"
             for r, t in zip(rows, targets, strict=True)
         ]
-        with CamPanelWriter(self.loaded.model.net, self.target_layer) as writer:
+        with CamPanelWriter(first.model.net, self.target_layer) as writer:
             panels = writer.panels(batch, images, targets, captions)
         for row, panel in zip(rows, panels, strict=True):
             row.panel = panel
 
 
-def _user_message(error: BaseException, path: Path, name: str) -> str:
+def _user_message(error: BaseException | str, path: Path, name: str) -> str:
     """The reader names the server's copy of the file; the page names the user's file."""
     text = str(error).replace(str(path), name)
     return text if text.startswith(name) else f"{name}: {text}"

@@ -54,7 +54,7 @@ class WriteSweepReport(Callback):
         try:
             if sweep_dir is None or not Path(sweep_dir).is_dir():
                 sweep_dir = self._resolve_sweep_dir(config)
-            from fracture_lit.report import write_report
+            from fracture_lit.results.sweep_report import write_report
 
             write_report(sweep_dir, out=self.out, show=self.show, html=self.html)
         except Exception as error:  # noqa: BLE001 - a report never fails the sweep

@@ -1,0 +1,496 @@
+"""Reading and writing the run folder: ``metrics.json`` and run / job / sweep folders.
+
+The one reader of what a job left behind (:func:`load_job`, :func:`load_run`) and the one
+writer of ``metrics.json`` (:func:`write_metrics`). Reading never raises on a broken or
+half-written folder: a report must still list the job that died.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fracture_lit.errors import UserError
+from fracture_lit.results.catalogue import CATALOGUE, STAGES
+from fracture_lit.results.papers import job_paper
+
+__all__ = [
+    "METRICS_NAME",
+    "MIN_SUBGROUP_FOR_CI",
+    "NO_METRICS_ERROR",
+    "SUBGROUPS_NAME",
+    "SUBGROUP_ATTRIBUTES",
+    "Interval",
+    "JobResult",
+    "ReportError",
+    "RunFolder",
+    "error_text",
+    "find_job_dirs",
+    "float_or_none",
+    "is_run_folder",
+    "load_job",
+    "load_jobs",
+    "load_run",
+    "read_csv",
+    "read_json",
+    "read_metrics",
+    "write_metrics",
+]
+
+METRICS_NAME = "metrics.json"
+#: The error of a job folder without metrics.json: train.run() writes it even when the job
+#: raises, so its absence means the process died (killed, out of memory, node lost).
+NO_METRICS_ERROR = "no metrics.json (job killed or crashed before finishing)"
+#: Overrides that repeat one configuration: jobs differing only in these are grouped.
+REPEAT_OVERRIDES = {"seed": re.compile(r"^\+{0,2}seed=(?P<value>.*)$"),
+                    "fold": re.compile(r"^\+{0,2}data\.fold=(?P<value>.*)$")}  # fmt: skip
+_SEED_OVERRIDE = REPEAT_OVERRIDES["seed"]
+# Splits an override_dirname ("a=1,b=x,y,c=2") at the commas that start a new key.
+_OVERRIDE_SPLIT = re.compile(r",(?=[~+]*[\w.@/-]+=)")
+
+Interval = tuple[float | None, float | None, float | None]
+
+#: Image attributes a run is scored by, where the data records them (FracAtlas has all).
+SUBGROUP_ATTRIBUTES: tuple[str, ...] = ("region", "view", "hardware")
+#: Subgroups smaller than this get point estimates only: intervals on a handful are noise.
+MIN_SUBGROUP_FOR_CI = 10
+#: ``review/<split>/subgroups.json``: ``{attribute: {value: scored block}}`` of one split.
+SUBGROUPS_NAME = "subgroups.json"
+
+
+class ReportError(UserError):
+    """The folder cannot be reported on (missing, or no job folder): the CLI exits 2."""
+
+
+# ----------------------------------------------------------------------------- files
+def read_json(path: Path) -> dict[str, Any]:
+    """A json object from ``path``; ``{}`` when it is missing, unreadable or not an object."""
+    try:
+        loaded = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a csv file; ``[]`` when it is missing or unreadable."""
+    try:
+        with Path(path).open(newline="") as stream:
+            return list(csv.DictReader(stream))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml  # PyYAML ships with Hydra/OmegaConf; imported here to keep startup light
+
+    try:
+        with path.open() as stream:
+            return yaml.safe_load(stream)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    """The folder's ``metrics.json`` (``{}`` when missing or unreadable)."""
+    return read_json(Path(folder) / METRICS_NAME)
+
+
+def write_metrics(results: dict[str, Any], folder: Path, name: str = METRICS_NAME) -> Path:
+    """Write ``results`` as ``<folder>/metrics.json`` (sorted keys, atomically replaced)."""
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def float_or_none(value: Any) -> float | None:
+    """A finite-or-infinite float from a number or ``"97.1%"``; None for NaN and non-numbers."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip().rstrip("%")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+# ----------------------------------------------------------------------------- folders
+def find_job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's numbered job folders (``0``, ``1``, ... ``10``), in numeric order."""
+    return sorted(
+        (p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()),
+        key=lambda p: int(p.name),
+    )
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A single run, evaluation or sweep-job folder rather than a sweep.
+
+    Such a folder holds ``metrics.json``, or (a job that died before writing it) its config
+    without any numbered job folder below.
+    """
+    folder = Path(folder)
+    if (folder / METRICS_NAME).is_file():
+        return True
+    has_config = (folder / "config.yaml").is_file() or (folder / ".hydra").is_dir()
+    return has_config and folder.is_dir() and not find_job_dirs(folder)
+
+
+def _read_overrides(job_dir: Path, summary: dict[str, Any]) -> list[str]:
+    """The job's overrides: ``.hydra/overrides.yaml`` (exact), else metrics.json's ``job``."""
+    listed = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
+    if isinstance(listed, list):
+        return [str(o) for o in listed]
+    job = summary.get("job")
+    if isinstance(job, str) and "=" in job:
+        return _OVERRIDE_SPLIT.split(job)
+    return []
+
+
+def _read_config(job_dir: Path) -> dict[str, Any]:
+    """The resolved config (written once the trainer exists), else Hydra's composed one.
+
+    A job that failed while building its model has no resolved ``config.yaml`` yet; the
+    ``.hydra`` copy still names its backbone and carries the ``paper`` block.
+    """
+    for path in (job_dir / "config.yaml", job_dir / ".hydra" / "config.yaml"):
+        cfg = _read_yaml(path)
+        if isinstance(cfg, dict):
+            return cfg
+    return {}
+
+
+def _hydra_choices(job_dir: Path) -> dict[str, Any]:
+    hydra_cfg = _read_yaml(job_dir / ".hydra" / "hydra.yaml")
+    try:
+        choices = hydra_cfg["hydra"]["runtime"]["choices"]
+    except (TypeError, KeyError):
+        return {}
+    return choices if isinstance(choices, dict) else {}
+
+
+def _last_line(path: Path, pattern: re.Pattern[str] | None = None) -> str | None:
+    """The last non-empty line of a text file (matching ``pattern`` when given)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.strip() and (pattern is None or pattern.search(line)):
+            return line.strip()
+    return None
+
+
+_ERROR_LEVEL = re.compile(r"\]\[(ERROR|CRITICAL)\]|\b(ERROR|CRITICAL)\b")
+
+
+def _crash_hint(job_dir: Path, num: int) -> str | None:
+    """Best effort at why a job left no metrics.json: the last line of its error log.
+
+    Looked for, in order: ``*.err`` files in the job folder; the submitit logs of this job
+    (``<sweep>/.submitit/<array id>_<num>/*_log.err``, the layout of Hydra's submitit
+    launcher); the job's own Hydra log (``<job folder>/*.log``, last ERROR line, else its
+    last line: where the job was when it died).
+    """
+    candidates = sorted(job_dir.glob("*.err"), key=lambda p: p.stat().st_mtime)
+    submitit = job_dir.parent / ".submitit"
+    if submitit.is_dir():
+        folders = [p for p in submitit.iterdir() if p.is_dir() and p.name.endswith(f"_{num}")]
+        for folder in folders:
+            candidates += sorted(folder.glob("*_log.err"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(candidates):
+        line = _last_line(path)
+        if line:
+            return line
+    for log in sorted(job_dir.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True):
+        line = _last_line(log, _ERROR_LEVEL) or _last_line(log)
+        if line:
+            return line
+    return None
+
+
+_CHAIN = re.compile(
+    r"\n\s*(?:The above exception was the direct cause of the following exception:"
+    r"|During handling of the above exception, another exception occurred:)\s*\n"
+)
+_QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Za-z_]\w*(?::|$))")
+
+
+def _exception_line(block: str) -> str | None:
+    """The ``Type: message`` line of one traceback block, without the module path."""
+    for line in block.splitlines():
+        if line.strip() and not line[0].isspace() and not line.startswith("Traceback ("):
+            return _QUALIFIED.sub("", line.strip())
+    return None
+
+
+def error_text(summary: dict[str, Any]) -> str:
+    """The job's error line; for a wrapper whose own line says nothing, its cause's.
+
+    The job record holds the first line of the error. For hydra's InstantiationException
+    that line is only "Error in call to target '...':"; the cause (an unknown backbone, a
+    missing folder) is the first exception of the recorded traceback, which a reader needs.
+    """
+    error = str(summary.get("error") or "").strip()
+    first = error.splitlines()[0] if error else ""
+    tb = summary.get("traceback")
+    if isinstance(tb, str) and (not first or first.endswith(":")):
+        blocks = _CHAIN.split(tb)
+        if len(blocks) > 1:
+            cause = _exception_line(blocks[-2])
+            if cause:
+                return cause
+        last = _exception_line(blocks[-1])
+        if last and not first:
+            return last
+    return first
+
+
+def _stage_metrics(summary: dict[str, Any], stage: str) -> dict[str, Interval]:
+    """``{metric key: (point, low, high)}`` of the catalogue's metrics in one stage."""
+    block = summary.get(stage)
+    if not isinstance(block, dict):
+        return {}
+    values = block.get("metrics") or {}
+    ci95 = block.get("ci95") or {}
+    out: dict[str, Interval] = {}
+    for metric in CATALOGUE:
+        point = float_or_none(values.get(f"{stage}/{metric.key}"))
+        interval = ci95.get(metric.key)
+        low = high = None
+        if isinstance(interval, list | tuple) and len(interval) == 3:
+            low, high = float_or_none(interval[1]), float_or_none(interval[2])
+            if point is None:
+                point = float_or_none(interval[0])
+        if point is not None or low is not None:
+            out[metric.key] = (point, low, high)
+    return out
+
+
+# ----------------------------------------------------------------------------- jobs
+@dataclass
+class JobResult:
+    """What one job folder says about its job, whatever state the job ended in."""
+
+    num: int
+    folder: Path
+    overrides: list[str]
+    status: str
+    error: str = ""
+    backbone: str | None = None
+    seed: str | None = None
+    epochs: int | None = None
+    wall_time_s: float | None = None
+    stopped_early: bool | None = None
+    best_model_path: str | None = None
+    #: stage -> metric key -> (point, low, high); missing values are None.
+    metrics: dict[str, dict[str, Interval]] = field(default_factory=dict)
+    #: stage -> n evaluated samples.
+    n: dict[str, int] = field(default_factory=dict)
+    #: stage -> metric key -> the paper's reported value (a fraction, not a percentage).
+    paper: dict[str, dict[str, float]] = field(default_factory=dict)
+    paper_id: str | None = None
+    paper_title: str | None = None
+    #: The class names, positive class last for binary tasks (metrics.json ``classes``).
+    classes: list[str] = field(default_factory=list)
+
+    def repeat_key(self, kind: str) -> tuple[str, ...]:
+        """The overrides without the ``kind`` (``seed``/``fold``) override."""
+        pattern = REPEAT_OVERRIDES[kind]
+        return tuple(sorted(o for o in self.overrides if not pattern.match(o)))
+
+    def repeats(self, kind: str) -> bool:
+        """Whether the sweep set this job's ``kind`` (seed / data.fold) override."""
+        return any(REPEAT_OVERRIDES[kind].match(o) for o in self.overrides)
+
+    @property
+    def group_key(self) -> tuple[str, ...]:
+        """The overrides without ``seed=``: jobs sharing it are repeats of one config."""
+        return self.repeat_key("seed")
+
+    @property
+    def repeats_a_seed(self) -> bool:
+        """Whether the sweep set this job's seed (only such jobs are averaged over seeds)."""
+        return self.repeats("seed")
+
+    def point(self, stage: str, key: str) -> float | None:
+        return self.metrics.get(stage, {}).get(key, (None, None, None))[0]
+
+
+def load_job(job_dir: Path) -> JobResult:
+    """Read one job folder; never raises on a broken or half-written folder.
+
+    A single run's folder (``<time>_<id>``, not numbered) reads the same way, as job 0.
+    """
+    job_dir = Path(job_dir)
+    num = int(job_dir.name) if job_dir.name.isdigit() else 0
+    summary: dict[str, Any] = {}
+    metrics_file = job_dir / METRICS_NAME
+    error = ""
+    if metrics_file.is_file():
+        try:
+            loaded = json.loads(metrics_file.read_text())
+            summary = loaded if isinstance(loaded, dict) else {}
+            status = str(summary.get("status") or "failed")
+            if status != "done":
+                error = error_text(summary) or "failed (no error recorded)"
+        except (OSError, ValueError) as exc:
+            status, error = "failed", f"metrics.json unreadable: {exc}"
+    else:
+        status, error = "failed", NO_METRICS_ERROR
+        hint = _crash_hint(job_dir, num)
+        if hint:
+            error = f"{error}; last log line: {hint}"
+    cfg = _read_config(job_dir)
+    overrides = _read_overrides(job_dir, summary)
+    model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    backbone = summary.get("backbone") or model_cfg.get("backbone")
+    seed = next((m["value"] for o in overrides if (m := _SEED_OVERRIDE.match(o))), None)
+    if seed is None and cfg.get("seed") is not None:
+        seed = str(cfg["seed"])
+    paper = job_paper(cfg, str(backbone) if backbone else None, _hydra_choices(job_dir))
+    epochs = summary.get("epochs")
+    classes = summary.get("classes")
+    return JobResult(
+        num=num,
+        folder=job_dir,
+        overrides=overrides,
+        status=status,
+        error=error.splitlines()[0] if error else "",
+        backbone=str(backbone) if backbone else None,
+        seed=seed,
+        epochs=int(epochs) if isinstance(epochs, int | float) else None,
+        wall_time_s=float_or_none(summary.get("wall_time_s")),
+        stopped_early=summary.get("stopped_early"),
+        best_model_path=summary.get("best_model_path"),
+        metrics={s: m for s in STAGES if (m := _stage_metrics(summary, s))},
+        n={
+            s: int(summary[s]["n"])
+            for s in STAGES
+            if isinstance(summary.get(s), dict) and isinstance(summary[s].get("n"), int)
+        },
+        paper=paper.numbers,
+        paper_id=paper.paper_id,
+        paper_title=paper.title,
+        classes=[str(c) for c in classes] if isinstance(classes, list) else [],
+    )
+
+
+def load_jobs(sweep_dir: Path) -> list[JobResult]:
+    """Every job of the sweep, in job-number order; :class:`ReportError` when there is none."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ReportError(f"{sweep_dir} is not a folder (expected a multirun sweep folder)")
+    job_dirs = find_job_dirs(sweep_dir)
+    if not job_dirs:
+        below = sorted(
+            {p.parent for p in sweep_dir.glob("**/[0-9]*/.hydra") if p.parent.name.isdigit()}
+        )
+        sweeps = sorted({str(p.parent) for p in below})[:10]
+        hint = ("; sweep folders below it: " + ", ".join(sweeps)) if sweeps else ""
+        raise ReportError(f"{sweep_dir} has no numbered job folders (0, 1, ...){hint}")
+    return [load_job(d) for d in job_dirs]
+
+
+# ----------------------------------------------------------------------------- one run
+#: Stages of a run page, in this order (an evaluation has ``eval``).
+RUN_STAGES = ("val", "test", "eval")
+
+
+@dataclass
+class RunFolder:
+    """What a run / eval / job folder holds, read once for its page and the sweep page."""
+
+    folder: Path
+    summary: dict[str, Any]
+    job: JobResult | None
+    status: str
+    error: str
+    classes: list[str]
+    config: str | None = None
+    stages: list[str] = field(default_factory=list)
+    #: split -> attribute -> value -> scored block (n, n_positive, metrics, ci95).
+    subgroups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def is_eval(self) -> bool:
+        return self.summary.get("kind") == "eval"
+
+    @property
+    def title(self) -> str:
+        s = self.summary
+        parts = [
+            "Evaluation" if self.is_eval else "Run",
+            str(s.get("backbone") or (self.job.backbone if self.job else None) or "?"),
+        ]
+        if self.classes:
+            parts.append(" / ".join(self.classes))
+        return " · ".join(parts)
+
+
+def _subgroups(run_dir: Path, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-subgroup scores: an evaluation's (metrics.json ``subgroups``, or ``per_region``
+    of older ones) and each reviewed split's ``review/<split>/subgroups.json``."""
+    out: dict[str, dict[str, Any]] = {}
+    split = str(summary.get("split") or "eval")
+    found = summary.get("subgroups")
+    if isinstance(found, dict) and found:
+        out[f"eval on {split}"] = found
+    elif isinstance(summary.get("per_region"), dict) and summary["per_region"]:
+        out[f"eval on {split}"] = {"region": summary["per_region"]}
+    review = run_dir / "review"
+    for stage in RUN_STAGES:
+        scored = read_json(review / stage / SUBGROUPS_NAME)
+        scored = {k: v for k, v in scored.items() if isinstance(v, dict) and v}
+        if scored:
+            out[stage] = scored
+    return out
+
+
+def load_run(run_dir: Path, job: JobResult | None = None) -> RunFolder:
+    """Read a run, evaluation or job folder (``job``: its :func:`load_job`, when known)."""
+    run_dir = Path(run_dir)
+    summary = read_metrics(run_dir)
+    if job is None:
+        job = load_job(run_dir)  # overrides, backbone, the paper's numbers
+    if summary:
+        status = str(summary.get("status") or ("done" if summary.get("kind") == "eval" else "?"))
+        error = error_text(summary) if status not in {"done", "?"} else ""
+    else:
+        status = job.status if job else "failed"
+        error = job.error if job else NO_METRICS_ERROR
+    classes = summary.get("classes")
+    stages = [
+        s
+        for s in (*RUN_STAGES, *sorted(summary))
+        if isinstance(summary.get(s), dict) and isinstance(summary[s].get("metrics"), dict)
+    ]
+    config = None
+    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+        if path.is_file():
+            try:
+                config = path.read_text(errors="replace")
+            except OSError:
+                continue
+            break
+    return RunFolder(
+        subgroups=_subgroups(run_dir, summary),
+        folder=run_dir,
+        summary=summary,
+        job=job,
+        status=status,
+        error=error,
+        classes=[str(c) for c in classes] if isinstance(classes, list) else [],
+        config=config,
+        stages=list(dict.fromkeys(stages)),
+    )
