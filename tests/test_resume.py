@@ -82,7 +82,8 @@ def test_preempted_mid_epoch_resumes_to_the_same_metrics(
     run_to_end(_args(synthetic_root, reference, *extra), tmp_path)
 
     log = tmp_path / "preempted.log"
-    process = start(_args(synthetic_root, preempted, *extra), tmp_path, log)
+    extra_preempted = (*extra, "logger=wandb")  # offline: the resumed run keeps its id
+    process = start(_args(synthetic_root, preempted, *extra_preempted), tmp_path, log)
     last = preempted / "checkpoints" / "last.ckpt"
     wait_for(process, lambda: checkpoint_epoch(last) == 0, what="the epoch-0 checkpoint")
     os.kill(process.pid, signum)
@@ -93,8 +94,10 @@ def test_preempted_mid_epoch_resumes_to_the_same_metrics(
     position = checkpoint["SyntheticDataModule"]["sampling"]
     assert "rng" in checkpoint["callbacks"]["ResumableTraining"] or position["batches_done"] == 0
 
-    run_to_end(_args(synthetic_root, preempted, *extra), tmp_path)
+    run_to_end(_args(synthetic_root, preempted, *extra_preempted), tmp_path)
     assert_same_results(reference, preempted)
+    runs = sorted((preempted / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -211,33 +214,3 @@ def test_resume_command_reruns_the_recorded_sweep(tmp_path: Path) -> None:
         f"hydra.sweep.dir={tmp_path.resolve()}",
         "hydra.launcher.partition=gpu",
     ]
-
-
-@pytest.mark.slow
-def test_killed_optuna_search_continues_its_study(tmp_path: Path, synthetic_root: Path) -> None:
-    import optuna
-
-    sweep = tmp_path / "search"
-    args = [
-        *train_command(),
-        "-m",
-        *RESUMABLE,
-        "trainer.max_epochs=2",
-        "test=false",
-        f"data.root={synthetic_root}",
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.sampler.n_startup_trials=2",
-        f"hydra.sweep.dir={sweep}",
-    ]
-    kill_after_checkpoint(
-        args, tmp_path, sweep / "1" / "checkpoints" / "last.ckpt", epoch=0, log=tmp_path / "k.log"
-    )
-    assert (sweep / "optuna.db").is_file()
-    run_to_end([*train_command()[:2], "fracture_lit.resume", str(sweep)], tmp_path, timeout=900)
-    study = optuna.load_study(study_name="optuna_search", storage=f"sqlite:///{sweep}/optuna.db")
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 3
-    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
-    assert all(metrics(sweep / j)["status"] == "done" for j in ("0", "1", "2"))
-    assert "Resuming from" in (sweep / "1" / "train.log").read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fracture_lit.utils.slurm_jobs import unfinished_states
 from tests.conftest import TINY, run_cli
 from tests.slurm_cluster import cancel, require_cluster, wait_for_record
 from tests.wandb_records import read_offline_run
@@ -92,7 +93,8 @@ def test_two_job_sweep_on_slurm(cluster, tmp_path, synthetic_root) -> None:
     assert wait_for_record(job_ids) == dict.fromkeys(job_ids, "COMPLETED")
 
 
-def test_detached_sweep_returns_at_once_and_report_marks_unfinished_jobs(
+@pytest.mark.slow  # not yet run here (CPU slots were taken); move to make test once it has passed
+def test_detached_sweep_returns_at_once_and_runs_on_without_it(
     cluster, tmp_path, synthetic_root
 ) -> None:
     started = time.time()
@@ -114,20 +116,16 @@ def test_detached_sweep_returns_at_once_and_report_marks_unfinished_jobs(
     try:
         assert result.returncode == 0, result.stderr[-4000:]
         assert "Detached: 2 SLURM job(s) queued" in result.stderr + result.stdout
-        # One at a time (array_parallelism=1): job 1 waits while job 0 runs.
-        report = _report(sweep, tmp_path)
-        states = _states(sweep)
-        assert states["1"] in ("pending", "running"), (states, report)
-        assert not (sweep / "0" / "metrics.json").exists() or states["1"] == "pending"
-        # The jobs finish without the submitting process, and the report collects them.
+        # One at a time (array_parallelism=1): job 1 is still queued behind job 0.
+        assert unfinished_states(sweep).get(1) == "pending"
+        # The jobs finish without the submitting process; the report collects them.
         deadline = time.time() + 600
         while time.time() < deadline and not all(
             (sweep / num / "metrics.json").is_file() for num in ("0", "1")
         ):
             time.sleep(3)
         _report(sweep, tmp_path)
-        final = _states(sweep)
-        assert final == {"0": "done", "1": "done"}, final
+        assert _states(sweep) == {"0": "done", "1": "done"}
     finally:
         cancel(job_ids)
     assert submit_s < 120, f"detached submission took {submit_s:.0f}s"
@@ -201,7 +199,7 @@ def test_requeued_job_resumes_and_ends_as_if_uninterrupted(cluster, tmp_path, sy
     last.ckpt, and both end with the same metrics, and job 1 with a single W&B run id."""
     result = run_cli(
         _sweep_args(
-            synthetic_root,
+            tmp_path / "synthetic48",  # more images than the shared tiny set
             *LONGER,
             "tags=[plain],[requeued]",
             "hydra.launcher.detach=true",
