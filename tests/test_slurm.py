@@ -199,7 +199,7 @@ def test_requeued_job_resumes_and_ends_as_if_uninterrupted(cluster, tmp_path, sy
     last.ckpt, and both end with the same metrics, and job 1 with a single W&B run id."""
     result = run_cli(
         _sweep_args(
-            synthetic_root,
+            tmp_path / "synthetic48",  # more images than the shared tiny set
             *LONGER,
             "tags=[plain],[requeued]",
             "hydra.launcher.detach=true",
