@@ -291,3 +291,34 @@ def test_sweep_survives_its_submitting_process_and_resumes(cluster, tmp_path, sy
     assert [_metrics(sweep / n)["status"] for n in "012"] == ["done"] * 3
     table = (sweep / "results.md").read_text()
     assert all(f"seed={s}" in table for s in (1, 2, 3))
+
+
+def test_report_marks_jobs_still_in_the_queue_pending(tmp_path: Path) -> None:
+    """A detached sweep's report lists a job the scheduler still holds as pending, not failed."""
+    require_cluster()
+    from fracture_lit.results.folders import load_jobs
+    from fracture_lit.utils.slurm_jobs import record_submission
+
+    held = (
+        subprocess.run(
+            ["sbatch", "--hold", "--parsable", "--wrap", "true"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
+    try:
+        record_submission(tmp_path, {0: {"overrides": ["seed=1"], "slurm_job_id": held}})
+        (job,) = load_jobs(tmp_path)
+        assert (job.num, job.status, job.overrides) == (0, "pending", ["seed=1"])
+        cancel([held])
+        deadline = time.time() + 30
+        while unfinished_states(tmp_path) and time.time() < deadline:
+            time.sleep(1)
+        (job,) = load_jobs(tmp_path)  # gone from the queue without results: failed
+        assert job.status == "failed" and "no metrics.json" in job.error
+    finally:
+        cancel([held])

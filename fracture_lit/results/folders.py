@@ -387,19 +387,42 @@ def load_job(job_dir: Path) -> JobResult:
 
 
 def load_jobs(sweep_dir: Path) -> list[JobResult]:
-    """Every job of the sweep, in job-number order; :class:`ReportError` when there is none."""
+    """Every job of the sweep, in job-number order; :class:`ReportError` when there is none.
+
+    A SLURM sweep (``slurm_jobs.json``) also lists the jobs that have not written their
+    results: ``pending`` or ``running`` while the queue has them, so a detached sweep can
+    be reported on at any time.
+    """
+    from fracture_lit.utils.slurm_jobs import job_states_for_report
+
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ReportError(f"{sweep_dir} is not a folder (expected a multirun sweep folder)")
     job_dirs = find_job_dirs(sweep_dir)
-    if not job_dirs:
+    submitted = job_states_for_report(sweep_dir)
+    if not job_dirs and not submitted:
         below = sorted(
             {p.parent for p in sweep_dir.glob("**/[0-9]*/.hydra") if p.parent.name.isdigit()}
         )
         sweeps = sorted({str(p.parent) for p in below})[:10]
         hint = ("; sweep folders below it: " + ", ".join(sweeps)) if sweeps else ""
         raise ReportError(f"{sweep_dir} has no numbered job folders (0, 1, ...){hint}")
-    return [load_job(d) for d in job_dirs]
+    jobs = {job.num: job for job in map(load_job, job_dirs)}
+    for num, (overrides, state) in submitted.items():
+        job = jobs.get(num)
+        if job is None:  # not started yet: no folder
+            job = JobResult(
+                num=num,
+                folder=sweep_dir / str(num),
+                overrides=overrides,
+                status=state or "failed",
+                error="" if state else NO_METRICS_ERROR,
+            )
+            jobs[num] = job
+        elif state and job.status != "done":
+            # Still queued (or requeued after preemption) or running: not a failure yet.
+            job.status, job.error = state, ""
+    return [jobs[num] for num in sorted(jobs)]
 
 
 # ----------------------------------------------------------------------------- one run
