@@ -191,7 +191,9 @@ def test_fracatlas_loader_batches(fracatlas: tuple[FractureDataModule, Path]) ->
     raw, labels = next(iter(dm.train_dataloader()))
     assert raw.shape == (32, 1, 64, 64) and raw.dtype == torch.uint8
     images, labels = dm.on_after_batch_transfer([raw, labels], 0)
-    assert images.shape == (32, 3, 64, 64) and images.dtype.is_floating_point
+    # greyscale from scratch trains on 1 channel (model.in_chans resolves to 1)
+    assert dm.in_chans == 1
+    assert images.shape == (32, dm.in_chans, 64, 64) and images.dtype.is_floating_point
     assert labels.dtype == torch.int64
     assert set(labels.tolist()) <= {0, 1}
     assert -3 < float(images.mean()) < 3 and float(images.std()) > 0.1
