@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from fracture_lit.errors import UserError
 from fracture_lit.results.catalogue import CATALOGUE, STAGES
-from fracture_lit.results.papers import job_paper
+from fracture_lit.results.papers import float_or_none, job_paper
 
 __all__ = [
     "METRICS_NAME",
@@ -109,19 +108,6 @@ def write_metrics(results: dict[str, Any], folder: Path, name: str = METRICS_NAM
     tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
     tmp.replace(path)
     return path
-
-
-def float_or_none(value: Any) -> float | None:
-    """A finite-or-infinite float from a number or ``"97.1%"``; None for NaN and non-numbers."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, str):
-        value = value.strip().rstrip("%")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
 
 
 # ----------------------------------------------------------------------------- folders

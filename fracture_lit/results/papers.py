@@ -32,7 +32,8 @@ def _norm(name: Any) -> str:
     return str(name).strip().lower().replace("-", "_")
 
 
-def _number(value: Any) -> float | None:
+def float_or_none(value: Any) -> float | None:
+    """A finite-or-infinite float from a number or ``"97.1%"``; None for NaN and non-numbers."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, str):
@@ -80,7 +81,7 @@ def paper_numbers(entry: Any) -> dict[str, dict[str, float]]:
         stage, _, metric_name = _norm(name).rpartition("/")
         stage = stage or "test"
         metric = by_alias(metric_name)
-        value = _number(raw)
+        value = float_or_none(raw)
         if metric is None or value is None or stage not in STAGES:
             continue
         out.setdefault(stage, {})[metric.key] = value / 100 if abs(value) > 1 else value
