@@ -3,6 +3,7 @@ after a checkpoint, started again in the same folder, end as if never interrupte
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -214,3 +215,54 @@ def test_resume_command_reruns_the_recorded_sweep(tmp_path: Path) -> None:
         f"hydra.sweep.dir={tmp_path.resolve()}",
         "hydra.launcher.partition=gpu",
     ]
+
+
+def test_killed_optuna_search_continues_its_study(tmp_path: Path, synthetic_root: Path) -> None:
+    """kill -9 of an Optuna search during trial 1 of 3: `fracture_lit.resume` finishes trial
+    1 from its checkpoint in its own folder (ending as an uninterrupted run with its
+    parameters), keeps trial 0 untouched, runs trial 2, and the study holds all three."""
+    optuna = pytest.importorskip("optuna")
+    sweep = tmp_path / "search"
+    args = _sweep_args(
+        synthetic_root,
+        sweep,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=3",
+    )
+    args.remove("seed=1,2,3")
+    kill_after_checkpoint(
+        args, tmp_path, sweep / "1" / "checkpoints" / "last.ckpt", 1, tmp_path / "killed.log"
+    )
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    study = optuna.load_study(study_name="optuna_search", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "RUNNING"], states
+    kept = [sweep / "0" / name for name in ("metrics.json", "checkpoints/last.ckpt", "csv")]
+    job0 = {p: p.stat().st_mtime_ns for p in kept}
+
+    run_to_end([*train_command()[:2], "fracture_lit.resume", str(sweep)], tmp_path, timeout=900)
+
+    study = optuna.load_study(study_name="optuna_search", storage=storage)
+    assert [(t.number, t.state.name) for t in study.trials] == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+        (2, "COMPLETE"),
+    ]
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    assert {p: p.stat().st_mtime_ns for p in kept} == job0  # trial 0 was not retrained
+    assert "Resuming from" in (sweep / "1" / "train.log").read_text()
+    for trial in study.trials:
+        job = sweep / str(trial.number)
+        assert trial.value == pytest.approx(metrics(job)["val"]["metrics"]["val/auroc"])
+        recorded = (job / ".resume" / "overrides.json").read_text()
+        for name, value in trial.params.items():
+            assert f"{name}={value}" in recorded, (name, value, recorded)
+
+    # Trial 1, continued after the kill, equals an uninterrupted run with its overrides.
+    recorded = json.loads((sweep / "1" / ".resume" / "overrides.json").read_text())["overrides"]
+    overrides = [o for o in recorded if not o.startswith("hparams_search=")]  # one run
+    reference = tmp_path / "reference"
+    run_to_end(train_command(*overrides, f"hydra.run.dir={reference}"), tmp_path)
+    assert_same_results(reference, sweep / "1")
+    assert "n_trials: 3" in (sweep / "optimization_results.yaml").read_text()
