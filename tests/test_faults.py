@@ -429,13 +429,24 @@ def test_checkpoint_whose_settings_do_not_fit_its_weights_is_one_line(
 # --------------------------------------------------------------------------- training faults
 
 
-def test_nan_loss_stops_naming_epoch_and_step(tmp_path: Path, synthetic_root: Path) -> None:
+@pytest.mark.parametrize("check_every", ["null", "4"])
+def test_nan_loss_stops_naming_epoch_and_step(
+    tmp_path: Path, synthetic_root: Path, check_every: str
+) -> None:
+    """Checked every step (CPU's default) or read from the device every 4 steps (a GPU's
+    way): the same first bad step is named, and no checkpoint holds NaN weights."""
     from fracture_lit.callbacks.nonfinite import NonFiniteLossError
     from fracture_lit.train import run
 
     # Class weights beyond float32 become inf: the weighted loss is NaN at the first step.
     cfg = compose_train(
-        [*TINY, f"data.root={synthetic_root}", "model.class_weights=[1e39,1e39]"], tmp_path
+        [
+            *TINY,
+            f"data.root={synthetic_root}",
+            "model.class_weights=[1e39,1e39]",
+            f"callbacks.nonfinite_loss.check_every_n_steps={check_every}",
+        ],
+        tmp_path,
     )
     try:
         with pytest.raises(NonFiniteLossError) as info:
@@ -445,6 +456,7 @@ def test_nan_loss_stops_naming_epoch_and_step(tmp_path: Path, synthetic_root: Pa
     assert "the training loss is nan at epoch 0, step 0 (batch 0)" in str(info.value)
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["status"] == "failed" and "NonFiniteLossError" in record["error"]
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_full_disk_at_checkpoint_time_is_one_line(tmp_path: Path, synthetic_root: Path) -> None:

@@ -25,13 +25,14 @@ from torch.utils.data import (
 )
 
 from fracture_lit.data.cache import build_cache, decode_image
+from fracture_lit.data.device_augment import DEVICE_PRESETS, DeviceAugment, host_only_presets
 from fracture_lit.data.grouping import HashCache, assign_groups
 from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
 from fracture_lit.data.manifest import apply_manifest, read_manifest, write_manifest
 from fracture_lit.data.samples import DatasetIndex, Sample
 from fracture_lit.data.sampling import EpochSampler, SampleKey, sample_seed
 from fracture_lit.data.splits import assign_splits
-from fracture_lit.data.transforms import ImageTransform, Normalizer
+from fracture_lit.data.transforms import ImageTransform, Normalizer, preset_names
 from fracture_lit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,20 @@ class TooManyBadImagesError(UserError, RuntimeError):
     """More files than ``data.max_bad_fraction`` could not be decoded."""
 
 
-def collate_images(batch: list[tuple[np.ndarray, int]]) -> list[torch.Tensor]:
-    """Stack uint8 ``(C, H, W)`` samples into ``[uint8 (B, C, H, W), int64 (B,)]``.
+def collate_images(batch: list[tuple[Any, ...]]) -> list[torch.Tensor]:
+    """Stack uint8 ``(C, H, W)`` samples into ``[uint8 (B, C, H, W), int64 (B,)]`` (plus
+    the int64 augmentation seeds when the samples carry them for device augmentation).
 
     numpy does the stacking: ``torch.stack`` spreads the copy over the intra-op thread
     pool, which on 2 busy cores cost more than the whole cached epoch's augmentation.
     """
-    images = torch.from_numpy(np.stack([image for image, _ in batch]))
+    images = torch.from_numpy(np.stack([sample[0] for sample in batch]))
     if get_worker_info() is not None:
         images.share_memory_()  # as default_collate does: no copy when sent to the trainer
-    return [images, torch.tensor([label for _, label in batch], dtype=torch.long)]
+    out = [images, torch.tensor([sample[1] for sample in batch], dtype=torch.long)]
+    if len(batch[0]) == 3:
+        out.append(torch.tensor([sample[2] for sample in batch], dtype=torch.long))
+    return out
 
 
 def _split_key(key: int | SampleKey, seed: int | None) -> tuple[int, int | None]:
@@ -64,6 +69,12 @@ def _split_key(key: int | SampleKey, seed: int | None) -> tuple[int, int | None]
     return key, None
 
 
+def _with_seed(sample: tuple[np.ndarray, int], seed: int | None) -> tuple[np.ndarray, int, int]:
+    """A sample plus the seed the device augmentation draws it from (a fresh one from the
+    seeded global generator for keys without one)."""
+    return (*sample, int(np.random.randint(2**31)) if seed is None else seed)
+
+
 class CachedImageDataset(Dataset):
     """Rows of the decoded-image cache, augmented on the fly."""
 
@@ -74,6 +85,7 @@ class CachedImageDataset(Dataset):
         labels: Sequence[int],
         transform: ImageTransform,
         seed: int | None = None,
+        return_seed: bool = False,
     ) -> None:
         self.array, self.rows, self.labels, self.transform = (
             array,
@@ -81,13 +93,17 @@ class CachedImageDataset(Dataset):
             list(labels),
             transform,
         )
-        self.seed = seed
+        self.seed, self.return_seed = seed, return_seed
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, key: int | SampleKey) -> tuple[np.ndarray, int]:
+    def __getitem__(self, key: int | SampleKey) -> tuple[Any, ...]:
         i, seed = _split_key(key, self.seed)
+        if self.return_seed:  # augmented on the device, from this seed
+            return _with_seed(
+                (self.transform(np.array(self.array[self.rows[i]])), self.labels[i]), seed
+            )
         # A writable copy of the row: the memory map itself is read-only.
         return self.transform(np.array(self.array[self.rows[i]]), seed=seed), self.labels[i]
 
@@ -104,9 +120,11 @@ class DecodingImageDataset(Dataset):
         transform: ImageTransform,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         seed: int | None = None,
+        return_seed: bool = False,
     ) -> None:
         self.paths, self.labels, self.size, self.mode = list(paths), list(labels), size, mode
         self.transform, self.max_pixels, self.seed = transform, max_pixels, seed
+        self.return_seed = return_seed
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -116,6 +134,8 @@ class DecodingImageDataset(Dataset):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image, _ = decode_image(self.paths[i], self.size, self.mode, self.max_pixels)
+        if self.return_seed:  # augmented on the device, from this seed
+            return _with_seed((self.transform(image), self.labels[i]), seed)
         return self.transform(image, seed=seed), self.labels[i]
 
 
@@ -152,6 +172,7 @@ class FractureDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         augment: str | Sequence[str] | None = "flip_rotate",
         augment_strength: float = 1.0,
+        augment_on: str = "auto",
         preprocess: str | Sequence[str] | None = None,
         normalize: str = "imagenet",
         balance: str = "none",
@@ -187,7 +208,18 @@ class FractureDataModule(L.LightningDataModule):
         self.image_size, self.resize_mode, self.in_chans = int(image_size), resize_mode, in_chans
         self.batch_size, self.eval_batch_size = int(batch_size), eval_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        if augment_on not in ("auto", "host", "device"):
+            from fracture_lit.errors import ConfigError
+
+            raise ConfigError(
+                "data.augment_on",
+                augment_on,
+                "is not a place to augment",
+                "Use auto, host or device.",
+            )
         self.augment, self.augment_strength = augment, augment_strength
+        self.augment_on = augment_on
+        self.device_augment: DeviceAugment | None = None
         self.preprocess, self.normalize, self.balance = preprocess, normalize, balance
         self.normalizer = Normalizer(normalize, in_chans)
         self.split_args = dict(
@@ -281,6 +313,7 @@ class FractureDataModule(L.LightningDataModule):
         else:
             cached, bad = None, set()
         self._check_bad(samples, bad)
+        self.device_augment = self._device_augment()
         if self.manifest_out is not None and self._is_global_zero():
             write_manifest(samples, self.manifest_out, classes=self.classes)
         self.samples = [s for i, s in enumerate(samples) if i not in bad]
@@ -290,6 +323,7 @@ class FractureDataModule(L.LightningDataModule):
             if not members:
                 continue
             transform = self._transform(train=split == "train")
+            return_seed = split == "train" and self.device_augment is not None
             labels = [s.label for s in members]
             if cached is not None:
                 self.datasets[split] = CachedImageDataset(
@@ -298,6 +332,7 @@ class FractureDataModule(L.LightningDataModule):
                     labels,
                     transform,
                     seed=self.sample_seed,
+                    return_seed=return_seed,
                 )
             else:
                 self.datasets[split] = DecodingImageDataset(
@@ -308,6 +343,7 @@ class FractureDataModule(L.LightningDataModule):
                     transform,
                     self.max_image_pixels,
                     seed=self.sample_seed,
+                    return_seed=return_seed,
                 )
         if "train" not in self.datasets or "val" not in self.datasets:
             raise ValueError(
@@ -362,10 +398,37 @@ class FractureDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return trainer is None or trainer.is_global_zero
 
+    def _device_augment(self) -> DeviceAugment | None:
+        """The batch augmentation on the device, when ``augment_on`` puts it there
+        (``auto``: when training runs on a GPU and every preset has a device version)."""
+        if self.augment_on == "host":
+            return None
+        names = preset_names(self.augment)
+        host_only = host_only_presets(names)
+        if self.augment_on == "device":
+            if host_only:
+                from fracture_lit.errors import ConfigError
+
+                raise ConfigError(
+                    "data.augment_on",
+                    "device",
+                    f"the augmentation preset(s) {', '.join(host_only)} (data.augment) run on "
+                    "the host only",
+                    "Use data.augment_on=auto or host, or device-capable presets: "
+                    f"{', '.join(sorted(DEVICE_PRESETS))}.",
+                )
+        else:
+            trainer = getattr(self, "trainer", None)
+            on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+            if host_only or not on_gpu:
+                return None
+        log.info("Augmentation %s runs on the device, per batch", names or "none")
+        return DeviceAugment(names, self.augment_strength)
+
     def _transform(self, train: bool) -> ImageTransform:
         return ImageTransform(
             image_size=self.image_size,
-            train=train,
+            train=train and self.device_augment is None,
             augment=self.augment,
             preprocess=self.preprocess,
             strength=self.augment_strength,
@@ -434,8 +497,12 @@ class FractureDataModule(L.LightningDataModule):
         return {"epoch": int(epoch), "batches_done": int(done)}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalise the uint8 batch where it now lives (GPU or CPU)."""
+        """Augment (device augmentation: train batches carry seeds) and normalise the uint8
+        batch where it now lives (GPU or CPU)."""
         images, *rest = batch
+        if len(rest) == 2 and self.device_augment is not None:
+            labels, seeds = rest
+            images, rest = self.device_augment(images, seeds), [labels]
         return [self.normalizer(images), *rest]
 
     def _eval_sampler(self, split: str) -> Any:

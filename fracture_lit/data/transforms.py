@@ -82,7 +82,8 @@ PREPROCESS: dict[str, Callable[[], A.BasicTransform]] = {
 }
 
 
-def _names(value: str | Sequence[str] | None) -> list[str]:
+def preset_names(value: str | Sequence[str] | None) -> list[str]:
+    """``data.augment`` / ``data.preprocess`` (a name, a list, none or null) as a list."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -105,7 +106,7 @@ class ImageTransform:
     ) -> None:
         presets = _augment_presets(image_size, strength)
         steps: list[A.BasicTransform] = []
-        for name in _names(preprocess):
+        for name in preset_names(preprocess):
             if name not in PREPROCESS:
                 raise ValueError(
                     f"Unknown preprocessing {name!r} (data.preprocess); known: "
@@ -113,7 +114,7 @@ class ImageTransform:
                 )
             steps.append(PREPROCESS[name]())
         if train:
-            for name in _names(augment):
+            for name in preset_names(augment):
                 if name not in presets:
                     raise ValueError(
                         f"Unknown augmentation preset {name!r} (data.augment); known: "

@@ -124,9 +124,9 @@ class ResumableStudy(OptunaSweeperImpl):
         for trial, job in zip(trials, returns, strict=True):
             try:
                 value = job.return_value  # raises the job's own error when it failed
-                values = [float(v) for v in value] if isinstance(value, list | tuple) else [
-                    float(value)
-                ]
+                values = (
+                    [float(v) for v in value] if isinstance(value, list | tuple) else [float(value)]
+                )
                 study.tell(trial, values=values if len(values) > 1 else values[0])
             except Exception as error:  # noqa: BLE001 - recorded as a failed trial
                 log.warning("Trial %d failed: %s", trial.number, error)
