@@ -53,6 +53,24 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path: Path, synthetic_root: 
     assert checkpoint_epoch(killed / "checkpoints" / "last.ckpt") == 3
 
 
+def test_ctrl_c_run_resumes_to_the_same_metrics(tmp_path: Path, synthetic_root: Path) -> None:
+    """Ctrl-C (SIGINT) mid-run: Lightning shuts down and exits 1, the record says
+    interrupted (not failed), and the same command continues from last.ckpt."""
+    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
+    run_to_end(_args(synthetic_root, reference), tmp_path)
+    log = tmp_path / "stopped.log"
+    process = start(_args(synthetic_root, stopped), tmp_path, log)
+    last = stopped / "checkpoints" / "last.ckpt"
+    wait_for(process, lambda: (checkpoint_epoch(last) or -1) >= 1, what="the epoch-1 checkpoint")
+    os.kill(process.pid, signal.SIGINT)
+    assert process.wait(timeout=300) != 0
+    assert metrics(stopped)["status"] == "interrupted", log.read_text()[-3000:]
+
+    run_to_end(_args(synthetic_root, stopped), tmp_path)
+    assert not (stopped / ".attempts").exists()  # continued, not started again
+    assert_same_results(reference, stopped)
+
+
 def test_done_run_is_not_rerun(tmp_path: Path, synthetic_root: Path) -> None:
     run = tmp_path / "run"
     args = _args(synthetic_root, run, "trainer.max_epochs=1", "test=false")
@@ -176,8 +194,9 @@ def test_resume_policy_of_a_job_folder(tmp_path: Path) -> None:
     (job / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert plan_job(job) == plan_job(job, "auto")
     assert plan_job(job).checkpoint == str(job / "checkpoints" / "last.ckpt")
-    (job / "metrics.json").write_text('{"status": "preempted"}')
-    assert plan_job(job).action == "resume"
+    for stopped in ("preempted", "interrupted"):  # stopped from outside, not failed
+        (job / "metrics.json").write_text(json.dumps({"status": stopped}))
+        assert plan_job(job).action == "resume"
     (job / "metrics.json").write_text('{"status": "done", "val": {}}')
     assert plan_job(job).action == "skip" and plan_job(job).recorded["status"] == "done"
     (job / "metrics.json").write_text('{"status": "failed"}')

@@ -4,8 +4,8 @@ Running the same command again against the same folder finishes the work (``resu
 
 * ``metrics.json`` says done: nothing is rerun or rewritten; the recorded results stand;
 * it says failed: that attempt is moved to ``.attempts/<n>/`` and the job starts again;
-* no ``metrics.json`` (killed) or ``preempted``: training continues from
-  ``checkpoints/last.ckpt``;
+* no ``metrics.json`` (killed), ``preempted`` or ``interrupted`` (Ctrl-C, Lightning's
+  SIGTERM exit): training continues from ``checkpoints/last.ckpt``;
 * the folder was made by a job with other overrides: refused, never overwritten.
 
 A job records its overrides (and a copy of Hydra's ``.hydra/`` files) in ``.resume/`` the
@@ -88,6 +88,10 @@ def check_same_job(folder: Path, overrides: list[str]) -> None:
     )
 
 
+#: Recorded ends that did not fail: the run stopped from outside and continues.
+RESUMABLE_STATUSES = ("preempted", "interrupted")
+
+
 def _has_results(folder: Path) -> bool:
     return (folder / "metrics.json").is_file() or (folder / LAST_CHECKPOINT).is_file()
 
@@ -102,7 +106,7 @@ def plan_job(folder: Path, mode: str = "auto") -> JobPlan:
     last = folder / LAST_CHECKPOINT
     if mode == "auto" and status is not None and status.get("status") == "done":
         return JobPlan("skip", recorded=status)
-    unfinished = status is None or status.get("status") == "preempted"
+    unfinished = status is None or status.get("status") in RESUMABLE_STATUSES
     if mode == "auto" and unfinished and last.is_file():
         return JobPlan("resume", checkpoint=str(last))
     archive_attempt(folder)
