@@ -111,12 +111,41 @@ def test_preempted_mid_epoch_resumes_to_the_same_metrics(
     assert record["status"] == "preempted" and record["resume_from"] == str(last)
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     position = checkpoint["SyntheticDataModule"]["sampling"]
-    assert "rng" in checkpoint["callbacks"]["ResumableTraining"] or position["batches_done"] == 0
+    [own] = checkpoint["callbacks"]["ResumableTraining"]["ranks"]
+    assert "rng" in own or position["batches_done"] == 0
 
     run_to_end(_args(synthetic_root, preempted, *extra_preempted), tmp_path)
     assert_same_results(reference, preempted)
     runs = sorted((preempted / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_ddp_run_preempted_mid_epoch_resumes_to_the_same_metrics(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    """SIGTERM to a 2-process DDP run (gloo) mid-epoch: both ranks stop after the same
+    batch, last.ckpt holds each rank's generators and epoch metrics, and the restarted run
+    ends with the uninterrupted DDP run's metrics."""
+    ddp = ("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=3")
+    reference, preempted = tmp_path / "reference", tmp_path / "preempted"
+    run_to_end(_args(synthetic_root, reference, *ddp), tmp_path)
+
+    log = tmp_path / "preempted.log"
+    process = start(_args(synthetic_root, preempted, *ddp), tmp_path, log)
+    last = preempted / "checkpoints" / "last.ckpt"
+    wait_for(process, lambda: checkpoint_epoch(last) == 0, what="the epoch-0 checkpoint")
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=300) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    assert metrics(preempted)["status"] == "preempted"
+    ranks = torch.load(last, map_location="cpu", weights_only=True)["callbacks"][
+        "ResumableTraining"
+    ]["ranks"]
+    assert len(ranks) == 2
+
+    run_to_end(_args(synthetic_root, preempted, *ddp), tmp_path)
+    assert_same_results(reference, preempted)
 
 
 # --------------------------------------------------------------------------- sweeps

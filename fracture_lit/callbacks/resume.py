@@ -7,7 +7,8 @@ repeatable, not an option):
 * each epoch's first batch reseeds Python, NumPy and torch from ``(seed, epoch, rank)``, so
   dropout and anything else drawing from the global generators does not depend on what
   ran before in this process (the sampler and augmentation have their own keys, see
-  ``data/sampling.py``); a checkpoint written mid-epoch carries the generators' states;
+  ``data/sampling.py``); a checkpoint written mid-epoch carries the generators' states
+  and the interrupted epoch's training metrics, every DDP rank's own;
 * every checkpoint flushes the loggers first, and a resumed run cuts the CSV history back
   to what the checkpoint had seen, so ``csv/metrics.csv`` reads as one uninterrupted run;
 * SIGUSR1, SIGUSR2 (SLURM's ``--signal`` warning, submitit's) and SIGTERM (preemption,
@@ -106,6 +107,26 @@ def _set_metric_states(module: L.LightningModule, states: dict[str, Any]) -> Non
         metric._computed = None
 
 
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
+
+
+def _every_rank(trainer: L.Trainer, value: dict[str, Any]) -> list[dict[str, Any]]:
+    """``value`` of each DDP rank, in rank order. Every rank writes a checkpoint together
+    (Lightning's contract), so this collective runs on all of them at once."""
+    if trainer.world_size < 2 or not torch.distributed.is_initialized():
+        return [value]
+    gathered: list[Any] = [None] * trainer.world_size
+    torch.distributed.all_gather_object(gathered, _to_cpu(value))
+    return gathered
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -139,9 +160,13 @@ class ResumableTraining(Callback):
             state["global_step"] = int(trainer.global_step)
             done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
             mid_epoch = 0 < done < trainer.num_training_batches
+            own: dict[str, Any] = {
+                "metrics": _metric_states(trainer.lightning_module, mid_epoch),
+            }
             if mid_epoch:
-                state["rng"] = _rng_state()  # the next batch continues these
-            state["metrics"] = _metric_states(trainer.lightning_module, mid_epoch)
+                own["rng"] = _rng_state()  # the next batch continues these
+            # Each rank has its own generators and its own share of the epoch's metrics.
+            state["ranks"] = _every_rank(trainer, own)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -168,6 +193,15 @@ class ResumableTraining(Callback):
         that hook for the epoch a resumed run starts with, and creating the loader's
         iterator in between draws from the generators at different times."""
         loaded, self._loaded = self._loaded or {}, None
+        ranks = loaded.get("ranks") or [loaded]  # checkpoints from before per-rank states
+        if len(ranks) != trainer.world_size and "rng" in ranks[0]:  # written mid-epoch
+            log.warning(
+                "The checkpoint was written by %d process(es), this run has %d: the "
+                "interrupted epoch continues from rank 0's state (not exactly as it would have).",
+                len(ranks),
+                trainer.world_size,
+            )
+        loaded = ranks[trainer.global_rank] if trainer.global_rank < len(ranks) else ranks[0]
         _set_metric_states(pl_module, loaded.get("metrics") or {})
         rng = loaded.get("rng")
         if rng is not None:  # resumed mid-epoch: continue the interrupted generators
