@@ -318,7 +318,17 @@ def _finish_wandb() -> None:
         if run is not None:
             offline = bool(run.offline)
             run_dir = Path(run.dir).parent
-            wandb.finish()
+            try:
+                wandb.finish()
+            except Exception as error:  # noqa: BLE001 - closing must not hide how the job ended
+                # SLURM signals every process of a preempted step, W&B's service included.
+                log.warning(
+                    "W&B could not close the run cleanly (%r); its files in %s are "
+                    "kept and a resumed job continues the same run.",
+                    error,
+                    run_dir,
+                )
+                return
             if offline:
                 log.info("W&B run recorded offline; upload it with: wandb sync %s", run_dir)
 

@@ -247,6 +247,9 @@ def test_requeued_job_resumes_and_ends_as_if_uninterrupted(cluster, tmp_path, sy
     # It really was stopped and resumed: the first attempt logged the signal.
     logs = "".join(p.read_text(errors="replace") for p in requeued_dir.glob("*.log"))
     assert "SIGTERM" in logs and "Resuming from" in logs
+    # The first attempt ended as preempted, not as a failed job (W&B's service, signalled
+    # with the step, must not turn the preemption into an error).
+    assert "Job failed" not in logs, logs[-3000:]
     ids = {p.name.rsplit("-", 1)[-1] for p in (requeued_dir / "wandb").glob("offline-run-*")}
     assert len(ids) == 1, ids  # one W&B run, continued
 
