@@ -2,9 +2,10 @@
 
 ``python benchmarks/bench_main.py --out bench_results/main.json`` (part of ``make bench``).
 
-The old defaults were 3 input channels and fp32 everywhere (``model.in_chans=3
-trainer.precision=32-true``); the new ones are ``in_chans`` 1 for greyscale from scratch
-and ``precision=auto`` (bf16 on CPUs with AMX / AVX-512 BF16, fp32 on others). Each side
+The old defaults were 3 input channels, fp32 everywhere and NCHW on CPU (``model.in_chans=3
+trainer.precision=32-true model.channels_last=false``); the new ones are ``in_chans`` 1 for
+greyscale from scratch, ``precision=auto`` (bf16 on CPUs with AMX / AVX-512 BF16, fp32 on
+others) and channels_last on every device. Each side
 is the real entry point in a subprocess, run in turns (old, new, new, old, ...); the wall
 time is the job's own ``wall_time_s`` (data, fit, evaluation, review, report) and the
 AUROC the best checkpoint's on validation, both read from its ``metrics.json``.
@@ -26,7 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, machine, median, table, write_json  # noqa: E402
 
 SIDES = {
-    "fp32, 3 channels (old defaults)": ["model.in_chans=3", "trainer.precision=32-true"],
+    "old defaults (3 channels, fp32, NCHW on CPU)": [
+        "model.in_chans=3",
+        "trainer.precision=32-true",
+        "model.channels_last=false",
+    ],
     "defaults": [],
 }
 

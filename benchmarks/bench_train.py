@@ -155,8 +155,7 @@ def plain_epochs(cfg: Any, arrays: dict[str, tuple[Any, Any]]) -> tuple[list[flo
     autocast = str(precision).startswith("bf16")
     in_chans = int(cfg.model.in_chans)
     model = timm.create_model(cfg.model.backbone, num_classes=2, in_chans=in_chans).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=int(cfg.trainer.max_epochs), eta_min=1e-6
@@ -175,8 +174,7 @@ def plain_epochs(cfg: Any, arrays: dict[str, tuple[Any, Any]]) -> tuple[list[flo
             chunk = [augment(image=images[i])["image"] if train else images[i] for i in idx]
             x = torch.from_numpy(np.stack(chunk)[:, None]).to(device)
             x = (x.float().div_(255).expand(-1, in_chans, -1, -1) - mean_t) / std_t
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             yield x, torch.from_numpy(labels[idx]).to(device)
 
     epochs, auroc = [], float("nan")

@@ -166,6 +166,11 @@ class FractureClassifier(L.LightningModule):
             **backbone_kwargs,
         )
         self.frozen_modules = freeze_backbone(self.net, freeze, train_bn)
+        if channels_last:
+            # NHWC before any strategy wraps the weights (DDP buckets them as they are);
+            # moving to a device keeps the layout. Faster on GPUs and on CPUs alike (oneDNN):
+            # 1.10-1.44x per train step here (README, Performance).
+            self.net.to(memory_format=torch.channels_last)
         # Kept out of nn.Module's registry: a registered compiled wrapper would put every
         # weight in the checkpoint twice, the copy under "_forward_impl._orig_mod.", which a
         # model built without compile (eval, predict, export) then refuses to load.
@@ -194,7 +199,7 @@ class FractureClassifier(L.LightningModule):
 
     # ----------------------------------------------------------------- forward / loss
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last and x.is_cuda:
+        if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward_impl(x)
 
@@ -212,10 +217,6 @@ class FractureClassifier(L.LightningModule):
             counts = self.trainer.datamodule.class_counts("train")
             counts_t = torch.tensor(counts, dtype=torch.float32).clamp(min=1)
             self.class_weight.copy_(counts_t.sum() / (len(counts) * counts_t))
-
-    def on_fit_start(self) -> None:
-        if self.hparams.channels_last and self.device.type == "cuda":
-            self.net.to(memory_format=torch.channels_last)
 
     def on_train_start(self) -> None:
         # The sanity check must not leave its values in the validation metrics.
