@@ -1,5 +1,5 @@
 """The fast defaults: precision=auto from the CPU's flags, 1 input channel from scratch,
-epoch metrics that equal per-step updates although computed once per epoch, and
+channels_last weights on every device, epoch metrics that equal per-step updates although computed once per epoch, and
 last.ckpt linked (not written again) when the best was saved at the same step."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import hydra
 import lightning as L
 import pytest
 import torch
@@ -78,6 +79,22 @@ def test_composed_config_feeds_greyscale_from_scratch_as_one_channel(
     cfg = compose_train(overrides, tmp_path)
     assert cfg.model.in_chans == expected
     assert cfg.data.in_chans == expected  # the datamodule's normaliser follows the model
+
+
+def test_default_model_is_channels_last_on_cpu_and_gives_the_same_logits(tmp_path: Path) -> None:
+    cfg = compose_train([], tmp_path)
+    fast = hydra.utils.instantiate(cfg.model, num_classes=2, class_names=["a", "b"]).eval()
+    cfg_nchw = compose_train(["model.channels_last=false"], tmp_path)
+    plain = hydra.utils.instantiate(cfg_nchw.model, num_classes=2, class_names=["a", "b"]).eval()
+    plain.load_state_dict(fast.state_dict())
+    convs = [m.weight for m in fast.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert all(
+        m.weight.is_contiguous() for m in plain.net.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    x = torch.randn(4, cfg.model.in_chans, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])
