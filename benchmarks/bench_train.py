@@ -8,16 +8,19 @@ radiographs), with the same precision (``precision=auto`` resolved on this machi
 channels, batch size, optimiser (Adam 1e-3, cosine schedule), augmentation (horizontal flip
 + rotation up to 10 degrees, per image, in the main process) and a validation pass with
 AUROC after every epoch. The plain loop is what a user writes in 80 lines; fracture_lit is
-the real ``FractureClassifier`` + datamodule + Trainer with the default callbacks (best
-and last checkpoints, early stopping, LR monitor, progress bar, model summary, review) and
-the CSV logger: every metric, checkpoint and log it normally writes.
+the Trainer ``train.py`` builds (``fracture_lit.train.instantiate_run``: the real
+``FractureClassifier``, datamodule, default callbacks with best and last checkpoints,
+early stopping, LR monitor, progress bar, model summary, resume state, atomic checkpoint
+writes) and the CSV logger: every metric, checkpoint and log it normally writes.
 
-One epoch = train + validation (+ checkpointing and logging on the fracture_lit side),
-timed from its start to the next epoch's start. Runs alternate plain, fracture_lit,
-fracture_lit, plain, ... (ABAB) so load changes on a shared machine hit both; the first
-epoch of each run is warm-up and the last one runs into end-of-fit work, so both are
-dropped on both sides; the figure is the median over repeats of (median fracture_lit
-epoch / median plain epoch).
+The two sides run in one process, in lockstep: at the start of each fracture_lit epoch a
+callback runs one plain epoch, so the epochs alternate P0 F0 P1 F1 ... and a change in a
+shared machine's load hits both. A fracture_lit epoch (train + validation + checkpoint
+writes + logging) runs from the end of the plain one to the start of the next. Each
+fracture_lit epoch is divided by the mean of the plain epochs on either side of it (a
+steady drift cancels); epoch 0 is warm-up and the last fracture_lit epoch runs into
+end-of-fit work, so neither is counted. The figure is the median of those ratios over
+all runs.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median, shared_data_dir, table, write_json  # noqa: E402
+from common import machine, median, quartiles, shared_data_dir, table, write_json  # noqa: E402
 
 TARGET_RATIO = 1.05
 BACKBONES = ("resnet18", "efficientnet_b0", "mobilenetv2_100")
+RUN_SIDES = ("plain", "fracture_lit")
 
 
 def compose(overrides: list[str]) -> Any:
@@ -67,60 +71,135 @@ def data_overrides(dataset: str, workdir: Path, args: argparse.Namespace) -> lis
     ]
 
 
-class EpochTimer:
-    """Lightning callback: wall time of each epoch, from one epoch's start to the next's
-    (so validation, checkpoint writes and logging at the epoch's end are inside). The last
-    epoch has no next start and is not timed: its end runs into end-of-fit work."""
+class PlainLoop:
+    """The 80-line script: timm model, Adam, cosine, autocast, flip+rotate, val AUROC. Its
+    generators are its own (NumPy ``Generator``, the augmentation's seed), so running it
+    between fracture_lit's epochs changes nothing fracture_lit draws."""
 
-    def __new__(cls) -> Any:
-        from lightning.pytorch.callbacks import Callback
+    def __init__(self, cfg: Any, arrays: dict[str, tuple[Any, Any]]) -> None:
+        import albumentations as A
+        import numpy as np
+        import timm
+        import torch
 
-        class _Timer(Callback):
-            def __init__(self) -> None:
-                self.marks: list[float] = []
+        from fracture_lit.utils.environment import resolve_precision
 
-            def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-                self.marks.append(time.perf_counter())
+        self.cfg, self.arrays = cfg, arrays
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+        self.autocast = str(precision).startswith("bf16")
+        self.in_chans = in_chans = int(cfg.model.in_chans)
+        model = timm.create_model(cfg.model.backbone, num_classes=2, in_chans=in_chans)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=int(cfg.trainer.max_epochs), eta_min=1e-6
+        )
+        self.augment = A.Compose(
+            [A.HorizontalFlip(p=0.5), A.Rotate(limit=10, p=0.5)], seed=cfg.seed
+        )
+        self.rng = np.random.default_rng(cfg.seed)
+        grey = ((0.449,), (0.226,))
+        mean, std = grey if in_chans == 1 else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self.auroc = float("nan")
 
-            @property
-            def epochs(self) -> list[float]:
-                return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+    def _batches(self, split: str, train: bool):  # noqa: ANN202
+        import numpy as np
+        import torch
 
-        return _Timer()
+        images, labels = self.arrays[split]
+        order = self.rng.permutation(len(images)) if train else np.arange(len(images))
+        size = int(self.cfg.data.batch_size) if train else int(self.cfg.data.eval_batch_size)
+        for start in range(0, len(order), size):
+            idx = order[start : start + size]
+            chunk = [self.augment(image=images[i])["image"] if train else images[i] for i in idx]
+            x = torch.from_numpy(np.stack(chunk)[:, None]).to(self.device)
+            x = (x.float().div_(255).expand(-1, self.in_chans, -1, -1) - self.mean) / self.std
+            x = x.contiguous(memory_format=torch.channels_last)
+            yield x, torch.from_numpy(labels[idx]).to(self.device)
+
+    def epoch(self) -> float:
+        """One epoch, train + validation with AUROC; its wall time in seconds."""
+        import torch
+        import torch.nn.functional as F
+        from torchmetrics.functional.classification import binary_auroc
+
+        start = time.perf_counter()
+        bf16 = {"device_type": self.device.type, "dtype": torch.bfloat16, "enabled": self.autocast}
+        self.model.train()
+        for x, y in self._batches("train", train=True):
+            with torch.autocast(**bf16):
+                loss = F.cross_entropy(self.model(x).float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        self.model.eval()
+        probs, targets = [], []
+        with torch.no_grad():
+            for x, y in self._batches("val", train=False):
+                with torch.autocast(**bf16):
+                    probs.append(torch.softmax(self.model(x).float(), 1)[:, 1])
+                targets.append(y)
+        self.auroc = float(binary_auroc(torch.cat(probs), torch.cat(targets)))
+        return time.perf_counter() - start
 
 
-def fracture_lit_epochs(cfg: Any) -> tuple[list[float], float]:
-    """Fit with the product's own instantiation path; (epoch seconds, last val AUROC)."""
-    import hydra
+def lockstep(plain: PlainLoop) -> Any:
+    """Lightning callback that runs one plain epoch at the start of each fracture_lit epoch
+    and times both: the two sides alternate epoch by epoch (P0 F0 P1 F1 ...) in one
+    process, so a change in the machine's load hits both. fracture_lit's epoch runs from
+    the end of the plain one to the next epoch's start (validation, checkpoint writes and
+    logging inside); the last one has no next start and is not timed."""
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    class _Lockstep(Callback):
+        def __init__(self) -> None:
+            self.plain: list[float] = []
+            self.fracture_lit: list[float] = []
+            self._started: float | None = None
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if self._started is not None:
+                self.fracture_lit.append(time.perf_counter() - self._started)
+            # The Trainer switched deterministic algorithms on for the process; the plain
+            # loop does not pay for that.
+            deterministic = torch.are_deterministic_algorithms_enabled()
+            warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+            torch.use_deterministic_algorithms(False)
+            self.plain.append(plain.epoch())
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            self._started = time.perf_counter()
+
+    return _Lockstep()
+
+
+def run_pair(cfg: Any, arrays: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
+    """One fracture_lit fit, built as ``train.py`` builds it, with the plain loop in
+    lockstep; both sides' epoch times and last validation AUROC."""
     import lightning as L
     import torch
 
-    from fracture_lit.train import _loggers
-    from fracture_lit.utils.environment import resolve_trainer_overrides
-    from fracture_lit.utils.instantiate import instantiate_group
+    from fracture_lit.train import instantiate_run
 
+    plain = PlainLoop(cfg, arrays)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        class_names=datamodule.classes,
-        monitor=cfg.monitor,
-        monitor_mode=cfg.monitor_mode,
-    )
-    timer = EpochTimer()
-    trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        callbacks=[*instantiate_group(cfg.get("callbacks")), timer],
-        logger=_loggers(cfg) or False,
-        **resolve_trainer_overrides(cfg.trainer),
-    )
+    torch.set_float32_matmul_precision("high")  # as train.py
+    timer = lockstep(plain)
+    datamodule, model, trainer, _ = instantiate_run(cfg, extra_callbacks=[timer])
     trainer.fit(model=model, datamodule=datamodule)
-    # The Trainer switched deterministic algorithms on for the whole process; the plain
-    # loop that runs next must not pay for that.
     torch.use_deterministic_algorithms(False)
-    auroc = float(trainer.callback_metrics.get("val/auroc", float("nan")))
-    return timer.epochs, auroc
+    return {
+        "plain": timer.plain,
+        "fracture_lit": timer.fracture_lit,
+        "auroc": {
+            "plain": plain.auroc,
+            "fracture_lit": float(trainer.callback_metrics.get("val/auroc", float("nan"))),
+        },
+    }
 
 
 def split_arrays(cfg: Any) -> dict[str, tuple[Any, Any]]:
@@ -137,73 +216,14 @@ def split_arrays(cfg: Any) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def plain_epochs(cfg: Any, arrays: dict[str, tuple[Any, Any]]) -> tuple[list[float], float]:
-    """The 80-line script: timm model, Adam, cosine, autocast, flip+rotate, val AUROC."""
-    import albumentations as A
-    import lightning as L
-    import numpy as np
-    import timm
-    import torch
-    import torch.nn.functional as F
-    from torchmetrics.functional.classification import binary_auroc
-
-    from fracture_lit.utils.environment import resolve_precision
-
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    autocast = str(precision).startswith("bf16")
-    in_chans = int(cfg.model.in_chans)
-    model = timm.create_model(cfg.model.backbone, num_classes=2, in_chans=in_chans).to(device)
-    model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=int(cfg.trainer.max_epochs), eta_min=1e-6
-    )
-    augment = A.Compose([A.HorizontalFlip(p=0.5), A.Rotate(limit=10, p=0.5)], seed=cfg.seed)
-    mean, std = (0.449, 0.226) if in_chans == 1 else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
-
-    def batches(split: str, train: bool):
-        images, labels = arrays[split]
-        order = np.random.permutation(len(images)) if train else np.arange(len(images))
-        size = int(cfg.data.batch_size) if train else int(cfg.data.eval_batch_size)
-        for start in range(0, len(order), size):
-            idx = order[start : start + size]
-            chunk = [augment(image=images[i])["image"] if train else images[i] for i in idx]
-            x = torch.from_numpy(np.stack(chunk)[:, None]).to(device)
-            x = (x.float().div_(255).expand(-1, in_chans, -1, -1) - mean_t) / std_t
-            x = x.contiguous(memory_format=torch.channels_last)
-            yield x, torch.from_numpy(labels[idx]).to(device)
-
-    epochs, auroc = [], float("nan")
-    for _ in range(int(cfg.trainer.max_epochs)):
-        start = time.perf_counter()
-        model.train()
-        for x, y in batches("train", train=True):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = F.cross_entropy(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        model.eval()
-        probs, targets = [], []
-        with torch.no_grad():
-            for x, y in batches("val", train=False):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    probs.append(torch.softmax(model(x).float(), 1)[:, 1])
-                targets.append(y)
-        auroc = float(binary_auroc(torch.cat(probs), torch.cat(targets)))
-        epochs.append(time.perf_counter() - start)
-    return epochs, auroc
-
-
-def timed(epochs: list[float]) -> list[float]:
-    """The epochs a ratio is taken over: all recorded ones but the warm-up (the last epoch
-    of a run is not recorded on either side)."""
-    return epochs[1:] or epochs
+def epoch_ratios(plain: list[float], fracture_lit: list[float]) -> list[float]:
+    """fracture_lit epoch i over the mean of the plain epochs just before and after it
+    (P_i F_i P_i+1: a steady drift in the machine's speed cancels). Epoch 0 is warm-up on
+    both sides and is left out."""
+    return [
+        fracture_lit[i] / ((plain[i] + plain[i + 1]) / 2)
+        for i in range(1, min(len(fracture_lit), len(plain) - 1))
+    ]
 
 
 def bench_one(dataset: str, backbone: str, workdir: Path, args: argparse.Namespace) -> dict:
@@ -213,28 +233,22 @@ def bench_one(dataset: str, backbone: str, workdir: Path, args: argparse.Namespa
         f"trainer.max_epochs={args.epochs}",
         "logger=csv",
         f"seed={args.seed}",
-        # The fracture_lit run's folder; its checkpoints are written like any run's.
-        f"paths.output_dir={workdir / 'runs' / f'{dataset}-{backbone}'}",
+        # Every epoch timed runs to the end (early stopping is checked, as always).
+        f"callbacks.early_stopping.patience={args.epochs}",
     ]
     cfg = compose(overrides)
     arrays = split_arrays(cfg)
-    runs: dict[str, list[list[float]]] = {"plain": [], "fracture_lit": []}
-    aurocs: dict[str, list[float]] = {"plain": [], "fracture_lit": []}
+    runs: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
-        order = ("plain", "fracture_lit") if repeat % 2 == 0 else ("fracture_lit", "plain")
-        for side in order:
-            if side == "plain":
-                epochs, auroc = plain_epochs(cfg, arrays)
-                epochs = epochs[:-1]  # the last epoch is not timed, as on fracture_lit's side
-            else:
-                epochs, auroc = fracture_lit_epochs(cfg)
-            runs[side].append(epochs)
-            aurocs[side].append(auroc)
-            print(f"  {dataset}/{backbone} {side}: " + " ".join(f"{e:.2f}" for e in epochs))
-    ratios = [
-        median(timed(f)) / median(timed(p))
-        for p, f in zip(runs["plain"], runs["fracture_lit"], strict=True)
-    ]
+        # Each run in a fresh folder: a second fit never resumes or reads the first's.
+        cfg.paths.output_dir = str(workdir / "runs" / f"{dataset}-{backbone}-{repeat}")
+        runs.append(run_pair(cfg, arrays))
+        for side in ("plain", "fracture_lit"):
+            times = " ".join(f"{e:.2f}" for e in runs[-1][side])
+            print(f"  {dataset}/{backbone} run {repeat} {side}: {times}")
+    ratios = [r for run in runs for r in epoch_ratios(run["plain"], run["fracture_lit"])]
+    # Epoch 0 is warm-up on both sides.
+    timed = {side: [e for run in runs for e in run[side][1:]] for side in RUN_SIDES}
     return {
         "dataset": dataset,
         "backbone": backbone,
@@ -242,12 +256,13 @@ def bench_one(dataset: str, backbone: str, workdir: Path, args: argparse.Namespa
         "n_val": len(arrays["val"][1]),
         "in_chans": int(cfg.model.in_chans),
         "precision": str(cfg.trainer.precision),
-        "epoch_s": runs,
-        "plain_epoch_s": median([median(timed(e)) for e in runs["plain"]]),
-        "fracture_lit_epoch_s": median([median(timed(e)) for e in runs["fracture_lit"]]),
+        "epoch_s": {side: [run[side] for run in runs] for side in RUN_SIDES},
+        "plain_epoch_s": median(timed["plain"]),
+        "fracture_lit_epoch_s": median(timed["fracture_lit"]),
         "ratio": median(ratios),
+        "ratio_quartiles": quartiles(ratios),
         "ratios": ratios,
-        "val_auroc": {k: median(v) for k, v in aurocs.items()},
+        "val_auroc": {side: median([run["auroc"][side] for run in runs]) for side in RUN_SIDES},
     }
 
 
@@ -283,11 +298,20 @@ def print_table(result: dict[str, Any]) -> None:
             f"{r['plain_epoch_s']:.2f}",
             f"{r['fracture_lit_epoch_s']:.2f}",
             f"{r['ratio']:.3f}",
+            "{:.2f}-{:.2f} ({})".format(*r["ratio_quartiles"], len(r["ratios"])),
             f"{r['val_auroc']['plain']:.3f} / {r['val_auroc']['fracture_lit']:.3f}",
         ]
         for r in result["results"]
     ]
-    header = ["data", "backbone", "plain s/epoch", "fracture_lit s/epoch", "ratio", "AUROC p/fl"]
+    header = [
+        "data",
+        "backbone",
+        "plain s/epoch",
+        "fracture_lit s/epoch",
+        "ratio",
+        "quartiles (n epochs)",
+        "AUROC p/fl",
+    ]
     print(f"\nTrain step (target ratio <= {TARGET_RATIO}):")
     print(table(rows, header))
 
@@ -298,9 +322,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", nargs="+", default=["fracatlas", "synthetic"])
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES))
     p.add_argument(
-        "--epochs", type=int, default=4, help="per run; the first and the last are not timed"
+        "--epochs", type=int, default=8, help="per run; the first and the last are not timed"
     )
-    p.add_argument("--repeats", type=int, default=2, help="ABAB pairs of runs")
+    p.add_argument("--repeats", type=int, default=2, help="runs, each both sides in lockstep")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--synthetic-per-class", type=int, default=200)

@@ -1,7 +1,7 @@
 """What every benchmark shares: where the real samples are, the machine, medians, JSON out.
 
 Benchmarks report ratios measured in the same run (baseline and fracture_lit interleaved,
-ABAB, medians), because on a shared machine absolute times move with the load; absolute
+medians), because on a shared machine absolute times move with the load; absolute
 times are written too, but nothing asserts on them.
 """
 
@@ -49,6 +49,14 @@ def machine() -> dict[str, Any]:
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """The 25th and 75th percentiles: how far the ratios of single epochs spread."""
+    if len(values) < 2:
+        return (median(values), median(values))
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return (float(q1), float(q3))
 
 
 def write_json(result: dict[str, Any], out: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -91,32 +91,17 @@ def _loggers(cfg: DictConfig) -> list[Any]:
     return instantiate_group(cfg.get("logger"), **extra)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and evaluate one configuration; returns the results written to metrics.json."""
-    from fracture_lit.utils.gpu_pool import pin_local_gpus
-    from fracture_lit.validation import validate_train
-
-    # First, before anything asks CUDA for devices: a parallel local sweep job's own GPUs.
-    pinned_gpus = pin_local_gpus(cfg)
-    validate_train(cfg)  # every value checked before data is indexed or a model built
-    import lightning as L
-    import torch
-
+def instantiate_run(
+    cfg: DictConfig, extra_callbacks: Sequence[Any] = ()
+) -> tuple[Any, Any, Any, list[Any]]:
+    """The datamodule, model, Trainer and loggers of one run, as :func:`train` fits them
+    (``benchmarks/bench_train.py`` times these same objects, plus its ``extra_callbacks``)."""
     from fracture_lit.callbacks.resume import ResumableTraining, trainer_plugins
-    from fracture_lit.utils.distributed import pin_ddp_children_to_this_job
     from fracture_lit.utils.environment import (
         resolve_trainer_overrides,
-        route_lightning_logs_through_hydra,
+        skip_deterministic_memory_fill,
     )
     from fracture_lit.utils.instantiate import instantiate_group
-
-    route_lightning_logs_through_hydra()
-
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-    torch.set_float32_matmul_precision("high")
 
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
@@ -129,15 +114,46 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         monitor_mode=cfg.monitor_mode,
     )
     # Always there: exact resume and preemption are part of every run (callbacks/resume.py).
-    callbacks = [*instantiate_group(cfg.get("callbacks")), ResumableTraining(seed=cfg.get("seed"))]
+    callbacks = [
+        *instantiate_group(cfg.get("callbacks")),
+        ResumableTraining(seed=cfg.get("seed")),
+        *extra_callbacks,
+    ]
     loggers = _loggers(cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(
+    trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
         **resolve_trainer_overrides(cfg.trainer),
         **trainer_plugins(),
     )
+    skip_deterministic_memory_fill()  # after the Trainer switched deterministic mode on
+    return datamodule, model, trainer, loggers
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    from fracture_lit.utils.gpu_pool import pin_local_gpus
+    from fracture_lit.validation import validate_train
+
+    # First, before anything asks CUDA for devices: a parallel local sweep job's own GPUs.
+    pinned_gpus = pin_local_gpus(cfg)
+    validate_train(cfg)  # every value checked before data is indexed or a model built
+    import lightning as L
+    import torch
+
+    from fracture_lit.utils.distributed import pin_ddp_children_to_this_job
+    from fracture_lit.utils.environment import route_lightning_logs_through_hydra
+
+    route_lightning_logs_through_hydra()
+
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")
+
+    datamodule, model, trainer, loggers = instantiate_run(cfg)
     if trainer.is_global_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         for lg in loggers:

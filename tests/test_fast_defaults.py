@@ -212,3 +212,30 @@ def test_a_mid_epoch_state_dict_flushes_the_kept_batches() -> None:
     stage.state_dict()
     assert int(stage.confusion.confmat.sum()) == 2
     assert float(stage.loss.mean_value) == pytest.approx(0.6)
+
+
+def test_a_run_keeps_deterministic_kernels_without_the_nan_fill(tmp_path: Path) -> None:
+    """The Trainer ``train.py`` builds turns deterministic algorithms on
+    (``trainer.deterministic: warn``) and the NaN fill of new tensors off (4% of a step)."""
+    import torch.utils.deterministic
+
+    from fracture_lit.train import instantiate_run
+
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.utils.deterministic.fill_uninitialized_memory,
+    )
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
+        instantiate_run(compose_train(["logger=csv"], tmp_path))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory
+
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        instantiate_run(compose_train(["logger=csv", "trainer.deterministic=false"], tmp_path))
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.utils.deterministic.fill_uninitialized_memory  # left as it was
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]

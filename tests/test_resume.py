@@ -314,3 +314,31 @@ def test_killed_optuna_search_continues_its_study(tmp_path: Path, synthetic_root
     run_to_end(train_command(*overrides, f"hydra.run.dir={reference}"), tmp_path)
     assert_same_results(reference, sweep / "1")
     assert "n_trials: 3" in (sweep / "optimization_results.yaml").read_text()
+
+
+class _Unpicklable:
+    def __reduce__(self):  # noqa: ANN204
+        raise RuntimeError("cannot be saved")
+
+
+@pytest.mark.parametrize("as_url", [False, True], ids=["path", "file-url"])
+def test_checkpoint_writes_are_atomic(tmp_path: Path, as_url: bool) -> None:
+    """A save that fails half-way leaves the previous checkpoint as it was and no partial
+    file under the real name; a good save replaces it and loads with weights_only=True."""
+    from fracture_lit.callbacks.resume import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    path = f"file://{target}" if as_url else str(target)
+    io.save_checkpoint({"epoch": 1, "w": torch.arange(4.0)}, path)
+    assert torch.load(target, weights_only=True)["epoch"] == 1
+
+    with pytest.raises(RuntimeError, match="cannot be saved"):
+        io.save_checkpoint({"epoch": 2, "bad": _Unpicklable()}, path)
+    assert torch.load(target, weights_only=True)["epoch"] == 1
+    assert not target.with_name("last.ckpt.tmp").exists()  # no partial file holds space
+
+    io.save_checkpoint({"epoch": 3, "w": torch.ones(2)}, path)
+    loaded = torch.load(target, weights_only=True)
+    assert loaded["epoch"] == 3 and torch.equal(loaded["w"], torch.ones(2))
+    assert not target.with_name("last.ckpt.tmp").exists()

@@ -95,6 +95,21 @@ def resolve_trainer_overrides(trainer_cfg: Any) -> dict[str, Any]:
     return overrides
 
 
+def skip_deterministic_memory_fill() -> None:
+    """Keep deterministic kernels but stop filling new tensors with NaN.
+
+    With ``trainer.deterministic`` on, torch also fills every tensor from ``torch.empty``
+    with NaN, so that an op reading uninitialised memory would at least be repeatable. No op
+    in a fit reads it, and the fill cost 4% of a resnet18 train step on CPU (median of 60
+    paired steps). PyTorch's docs say a valid program may turn it off and stay
+    deterministic; the resume tests check that a resumed run matches an uninterrupted one.
+    """
+    import torch.utils.deterministic
+
+    if torch.are_deterministic_algorithms_enabled():
+        torch.utils.deterministic.fill_uninitialized_memory = False
+
+
 def route_lightning_logs_through_hydra() -> None:
     """Lightning adds its own stderr handler on import; with Hydra's root handlers in place
     every message would print twice. Drop Lightning's and let records propagate to Hydra's
