@@ -289,14 +289,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write a checkpoint to ``<name>.tmp`` and rename it: a process killed while saving
     leaves the previous ``last.ckpt`` intact instead of a truncated one.
 
-    On a local disk ``torch.save`` streams straight into the file: Lightning's own writer
-    serialises into memory and copies that buffer twice more on the way out: 0.32-0.42 s
-    instead of 0.15-0.23 s for resnet18 + Adam (127 MB), at every epoch's ``last.ckpt``.
+    On a local disk the checkpoint is serialised into memory and written with one
+    ``write`` of that buffer (Lightning's writer copies the buffer once more and goes through
+    fsspec: 0.27-0.57 s instead of 0.24-0.29 s for resnet18 + Adam, 127 MB). Serialising
+    straight into the file is faster still (0.10-0.17 s) but unsafe: torch's zip writer
+    swallows an exception raised by the file's ``write`` (a full disk, Ctrl-C), and can
+    leave a corrupt file without an error, which would then replace the good one.
     URLs (``s3://``, ``file://``, ...) keep Lightning's writer and fsspec's rename."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
+        import io
         import os
 
         tmp = f"{path}.tmp"
@@ -304,40 +308,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
             get_filesystem(path).mv(tmp, str(path))
             return
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
         os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
         try:
             with open(tmp, "wb") as f:
-                writer = _ErrorKeepingWriter(f)
-                try:
-                    torch.save(checkpoint, writer)
-                except RuntimeError as error:
-                    # torch's zip writer reports a failed write (disk full, quota) as
-                    # "unexpected pos"; the OSError behind it is what names the problem.
-                    if writer.error is not None:
-                        raise writer.error from error
-                    raise
+                f.write(buffer.getbuffer())
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(tmp)  # a partial file would only hold on to the space
             raise
         os.replace(tmp, path)
-
-
-class _ErrorKeepingWriter:
-    """A binary file for ``torch.save`` that remembers the first ``OSError`` of a write."""
-
-    def __init__(self, file: Any) -> None:
-        self.file, self.error = file, None
-
-    def write(self, data: Any) -> int:
-        try:
-            return self.file.write(data)
-        except OSError as error:
-            self.error = self.error or error
-            raise
-
-    def flush(self) -> None:
-        self.file.flush()
 
 
 def trainer_plugins() -> dict[str, Any]:
