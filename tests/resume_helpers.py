@@ -61,7 +61,14 @@ def start(args: list[str], root: Path, log: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    """A suite started in the background (``cmd &`` in a script) inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler: Ctrl-C tests need the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(

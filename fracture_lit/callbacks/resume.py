@@ -292,9 +292,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     On a local disk the checkpoint is serialised into memory and written with one
     ``write`` of that buffer (Lightning's writer copies the buffer once more and goes through
     fsspec: 0.27-0.57 s instead of 0.24-0.29 s for resnet18 + Adam, 127 MB). Serialising
-    straight into the file is faster still (0.10-0.17 s) but unsafe: torch's zip writer
-    swallows an exception raised by the file's ``write`` (a full disk, Ctrl-C), and can
-    leave a corrupt file without an error, which would then replace the good one.
+    straight into the file is faster still (0.10-0.17 s), but torch's zip writer turns an
+    error of the file's ``write`` (a full disk) into "unexpected pos", losing the cause.
     URLs (``s3://``, ``file://``, ...) keep Lightning's writer and fsspec's rename."""
 
     def save_checkpoint(
