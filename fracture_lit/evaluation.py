@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 
-from fracture_lit.metrics import binary_metrics_at_threshold, bootstrap_cis, build_metrics
-from fracture_lit.results.calibration import calibration_cis, calibration_metrics
+from fracture_lit.metrics import binary_metrics_at_threshold, build_metrics
 from fracture_lit.results.folders import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
 from fracture_lit.review.artifacts import confusion_at_threshold
 from fracture_lit.review.predictions import SplitPredictions
+from fracture_lit.stats.bootstrap import bootstrap_cis
+from fracture_lit.stats.calibration import calibration_cis, calibration_metrics
 
 __all__ = ["score", "score_all_subgroups", "score_subgroups"]
 

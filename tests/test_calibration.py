@@ -7,14 +7,8 @@ import pytest
 import torch
 from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
 
-from fracture_lit.results.calibration import (
-    apply_temperature,
-    calibration_cis,
-    calibration_metrics,
-    fit_temperature,
-    logits_from_probs,
-    reliability_bins,
-)
+from fracture_lit.stats.calibration import calibration_cis, calibration_metrics, reliability_bins
+from fracture_lit.stats.temperature import apply_temperature, fit_temperature, logits_from_probs
 
 
 def calibrated_binary(n: int, seed: int, sharpen: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,8 +19,8 @@ from hydra.core.global_hydra import GlobalHydra
 from fracture_lit import eval as evaluate_cli
 from fracture_lit import predict as predict_cli
 from fracture_lit.errors import UserError
-from fracture_lit.metrics import youden_threshold
 from fracture_lit.models.ensemble import EnsembleError, checkpoint_paths, load_ensemble
+from fracture_lit.stats.youden import youden_threshold
 from tests.conftest import TINY, compose_entry, compose_train
 
 

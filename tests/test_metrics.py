@@ -11,14 +11,13 @@ from torchmetrics.functional.classification import binary_accuracy, binary_auroc
 
 from fracture_lit.metrics import (
     METRIC_KEYS,
-    YoudenResult,
     binary_metrics_at_threshold,
-    bootstrap_ci,
     build_confusion_matrix,
     build_metrics,
     metric_inputs,
-    youden_threshold,
 )
+from fracture_lit.stats.bootstrap import bootstrap_ci
+from fracture_lit.stats.youden import YoudenResult, youden_threshold
 
 # --------------------------------------------------------------------------- fixtures
 

@@ -17,12 +17,11 @@ from fracture_lit.results.paired import (
     align,
     compare,
     compare_to_best,
-    delong_covariance,
-    delong_test,
-    mcnemar_test,
-    midrank_auroc,
 )
 from fracture_lit.review.predictions import SplitPredictions
+from fracture_lit.stats.auroc import auroc as midrank_auroc
+from fracture_lit.stats.delong import delong_covariance, delong_test
+from fracture_lit.stats.mcnemar import mcnemar_test
 
 
 def brute_force_delong(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,9 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from fracture_lit.results.folders import load_jobs
-from fracture_lit.results.pooled import auroc, bootstrap_auroc, pooled_auroc
+from fracture_lit.results.pooled import bootstrap_auroc, pooled_auroc
 from fracture_lit.results.sweep_report import write_report
+from fracture_lit.stats.auroc import auroc
 from tests.conftest import TINY, run_cli
 
 CLASSES = ["intact", "fractured"]

@@ -288,7 +288,7 @@ def split_member_probs(
 
 def choose_threshold(ensemble: Ensemble, batch_size: int = 64) -> tuple[float, str]:
     """Youden J of the averaged probabilities on the members' shared validation split."""
-    from fracture_lit.metrics import youden_threshold
+    from fracture_lit.stats.youden import youden_threshold
 
     run = shared_validation(ensemble.members)
     preds, probs = split_member_probs(

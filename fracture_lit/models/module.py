@@ -15,21 +15,16 @@ from torchmetrics import CatMetric, MaxMetric, MeanMetric, MinMetric
 from fracture_lit.metrics import (
     METRIC_KEYS,
     binary_metrics_at_threshold,
-    bootstrap_cis,
     build_confusion_matrix,
     build_metrics,
     metric_inputs,
-    youden_threshold,
 )
 from fracture_lit.models.factory import create_backbone
 from fracture_lit.models.freeze import freeze_backbone, set_frozen_bn_eval
-from fracture_lit.results.calibration import (
-    CALIBRATE_CHOICES,
-    apply_temperature,
-    calibration_cis,
-    calibration_metrics,
-    fit_temperature,
-)
+from fracture_lit.stats.bootstrap import bootstrap_cis
+from fracture_lit.stats.calibration import calibration_cis, calibration_metrics
+from fracture_lit.stats.temperature import CALIBRATE_CHOICES, apply_temperature, fit_temperature
+from fracture_lit.stats.youden import youden_threshold
 
 # Epoch values are computed by torchmetrics after it synchronised the ranks' states, so
 # Lightning's advice to reduce them again with sync_dist does not apply.

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fracture_lit.results.catalogue import CATALOGUE
 from fracture_lit.results.folders import JobResult
 from fracture_lit.results.table import Table, shared_overrides
+from fracture_lit.stats.catalogue import CATALOGUE
 
 __all__ = ["metrics_table", "print_summary", "print_sweep"]
 

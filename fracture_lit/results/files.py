@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fracture_lit.results.catalogue import STAGES, sweep_metrics
 from fracture_lit.results.folders import JobResult
 from fracture_lit.results.table import (
     JOB_COLUMNS,
@@ -17,6 +16,8 @@ from fracture_lit.results.table import (
     shared_overrides,
     sweep_tables,
 )
+from fracture_lit.stats.catalogue import sweep_metrics
+from fracture_lit.stats.splits import STAGES
 
 __all__ = ["csv_columns", "csv_row", "markdown_report", "write_csv", "write_markdown"]
 

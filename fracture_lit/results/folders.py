@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.errors import UserError
-from fracture_lit.results.catalogue import CATALOGUE, STAGES
 from fracture_lit.results.papers import float_or_none, job_paper
+from fracture_lit.stats.catalogue import CATALOGUE
+from fracture_lit.stats.splits import STAGES
 
 __all__ = [
     "METRICS_NAME",

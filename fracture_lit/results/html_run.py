@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fracture_lit.results.catalogue import by_key, format_value, ordered_keys, subgroup_metrics
 from fracture_lit.results.charts import best_epoch, learning_curves
 from fracture_lit.results.folders import (
     MIN_SUBGROUP_FOR_CI,
@@ -41,6 +40,7 @@ from fracture_lit.results.html_page import (
     write_atomic,
 )
 from fracture_lit.results.table import interval_cell
+from fracture_lit.stats.catalogue import by_key, format_value, ordered_keys, subgroup_metrics
 
 __all__ = ["SWEEP_CAMS_PER_KIND", "run_sections", "try_write_run_report", "write_run_page",
            "write_run_report"]  # fmt: skip

@@ -5,12 +5,10 @@ confidence intervals (overlap or not) is both too conservative and not the quest
 The differences below are paired, image by image:
 
 * ΔAUROC with a paired percentile-bootstrap 95% interval (the images are resampled once
-  for both models) and, for binary tasks, DeLong's test p-value (DeLong, DeLong &
-  Clarke-Pearson 1988) with the fast midrank algorithm of Sun & Xu (2014), which gives the
-  same variance as the O(n·m) structural components in O(n log n);
-* Δaccuracy with the bootstrap interval and McNemar's test on the discordant images (exact
-  binomial below :data:`MCNEMAR_EXACT_BELOW` discordant pairs, chi-square with continuity
-  correction above), and Δbalanced accuracy with the bootstrap interval.
+  for both models) and, for binary tasks, DeLong's test p-value
+  (:mod:`fracture_lit.stats.delong`);
+* Δaccuracy with the bootstrap interval and McNemar's test on the discordant images
+  (:mod:`fracture_lit.stats.mcnemar`), and Δbalanced accuracy with the bootstrap interval.
 
 Images are matched by identifier (the path relative to the data root), never by position,
 and jobs whose data or split settings differ, or whose test images differ, are not compared:
@@ -19,7 +17,7 @@ the reason is reported instead. :func:`compare_to_best` picks the best job on va
 how every other job compares with it.
 
 Importing this module does not import torch (reports run without it); :func:`compare` does,
-to resample with :func:`fracture_lit.metrics.bootstrap_cis` like every other interval.
+to resample with :func:`fracture_lit.stats.bootstrap.bootstrap_cis` like every other interval.
 """
 
 from __future__ import annotations
@@ -32,27 +30,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+import yaml
+
+from fracture_lit.stats import ALPHA
+from fracture_lit.stats.auroc import macro_auroc
+from fracture_lit.stats.delong import DeLongResult, delong_test
+from fracture_lit.stats.mcnemar import McNemarResult, mcnemar_test
 
 __all__ = [
-    "ALPHA",
     "BestComparison",
-    "DeLongResult",
     "Difference",
     "JobPredictions",
-    "McNemarResult",
     "NotPairedError",
     "PairedComparison",
     "compare",
     "compare_to_best",
-    "delong_covariance",
-    "delong_test",
-    "mcnemar_test",
-    "midrank_auroc",
 ]
 
-ALPHA = 0.05
-MCNEMAR_EXACT_BELOW = 25
 #: Data settings that decide which images end up in the test split; jobs compared pairwise
 #: must agree on all of them (the training seed may differ: it is part of what is compared).
 SPLIT_SETTINGS: tuple[str, ...] = (
@@ -135,8 +129,6 @@ class JobPredictions:
 
 
 def _data_config(path: Path) -> dict[str, Any]:
-    import yaml
-
     try:
         cfg = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
@@ -191,99 +183,6 @@ def align(a: JobPredictions, b: JobPredictions) -> tuple[np.ndarray, np.ndarray]
     if wrong.size:
         raise NotPairedError(f"labels differ for {wrong.size} image(s), e.g. {order[wrong[0]]}")
     return ia, ib
-
-
-# ----------------------------------------------------------------------------- AUROC, DeLong
-def midrank_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """AUROC as the Mann-Whitney statistic (ties count one half); NaN with one class."""
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
-    m = int((labels == 1).sum())
-    n = labels.size - m
-    if m == 0 or n == 0:
-        return math.nan
-    ranks = stats.rankdata(scores)
-    return float((ranks[labels == 1].sum() - m * (m + 1) / 2) / (m * n))
-
-
-def delong_covariance(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """AUROCs ``(k,)`` of ``k`` score vectors ``(k, N)`` and DeLong's covariance ``(k, k)``.
-
-    Sun & Xu (2014): with midranks ``Tz`` over all images, ``Tx`` within positives and ``Ty``
-    within negatives, the structural components are ``V10 = (Tz_pos - Tx) / n`` and
-    ``V01 = 1 - (Tz_neg - Ty) / m`` (``m`` positives, ``n`` negatives), and
-    ``cov = cov(V10) / m + cov(V01) / n`` with the sample (n - 1) covariances.
-    """
-    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    labels = np.asarray(labels).reshape(-1)
-    if scores.shape[1] != labels.size:
-        raise ValueError(f"scores {scores.shape} and labels ({labels.size},) differ in length")
-    pos, neg = scores[:, labels == 1], scores[:, labels == 0]
-    m, n = pos.shape[1], neg.shape[1]
-    if m < 2 or n < 2:
-        raise ValueError(f"DeLong needs at least 2 images per class, got {m} and {n}")
-    tx = stats.rankdata(pos, axis=1)
-    ty = stats.rankdata(neg, axis=1)
-    tz = stats.rankdata(np.concatenate([pos, neg], axis=1), axis=1)
-    aucs = tz[:, :m].sum(axis=1) / (m * n) - (m + 1) / (2 * n)
-    v10 = (tz[:, :m] - tx) / n
-    v01 = 1.0 - (tz[:, m:] - ty) / m
-    cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
-    return aucs, cov
-
-
-@dataclass(frozen=True)
-class DeLongResult:
-    """DeLong's test of ``auroc_a == auroc_b`` on the same images (two-sided)."""
-
-    auroc_a: float
-    auroc_b: float
-    delta: float
-    se: float
-    z: float
-    p: float
-    low: float  # normal-approximation 95% interval of delta
-    high: float
-
-
-def delong_test(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> DeLongResult:
-    """Two correlated AUROCs (``a - b``): z = Δ / sqrt(var_a + var_b - 2 cov_ab)."""
-    aucs, cov = delong_covariance(np.vstack([scores_a, scores_b]), labels)
-    delta = float(aucs[0] - aucs[1])
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    se = math.sqrt(max(var, 0.0))
-    if se < 1e-12:
-        # Identical rankings (or no variance at all): nothing distinguishes the two.
-        z, p = 0.0, 1.0 if abs(delta) < 1e-12 else 0.0
-    else:
-        z = delta / se
-        p = float(2 * stats.norm.sf(abs(z)))
-    half = float(stats.norm.ppf(1 - ALPHA / 2)) * se
-    return DeLongResult(float(aucs[0]), float(aucs[1]), delta, se, z, p, delta - half, delta + half)
-
-
-# ----------------------------------------------------------------------------- McNemar
-@dataclass(frozen=True)
-class McNemarResult:
-    """McNemar's test on the images exactly one of the two models gets right."""
-
-    only_a: int  # a right, b wrong
-    only_b: int  # b right, a wrong
-    p: float
-    method: str  # "exact" (binomial) or "chi2" (with continuity correction)
-
-
-def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
-    correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    only_a = int((correct_a & ~correct_b).sum())
-    only_b = int((~correct_a & correct_b).sum())
-    discordant = only_a + only_b
-    if discordant == 0:
-        return McNemarResult(only_a, only_b, 1.0, "exact")
-    if discordant < MCNEMAR_EXACT_BELOW:
-        p = float(stats.binomtest(only_a, discordant, 0.5).pvalue)
-        return McNemarResult(only_a, only_b, min(p, 1.0), "exact")
-    statistic = (abs(only_a - only_b) - 1) ** 2 / discordant
-    return McNemarResult(only_a, only_b, float(stats.chi2.sf(statistic, 1)), "chi2")
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -375,15 +274,6 @@ def _p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.2g}"
 
 
-def _auroc(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Binary: of the positive class; multiclass: macro one-vs-rest over present classes."""
-    if probs.shape[1] == 2:
-        return midrank_auroc(probs[:, 1], labels)
-    per_class = [midrank_auroc(probs[:, c], labels == c) for c in range(probs.shape[1])]
-    finite = [v for v in per_class if not math.isnan(v)]
-    return float(np.mean(finite)) if finite else math.nan
-
-
 def _balanced_acc(correct: np.ndarray, labels: np.ndarray) -> float:
     recalls = [correct[labels == c].mean() for c in np.unique(labels)]
     return float(np.mean(recalls))
@@ -406,32 +296,27 @@ def compare(
         out.skipped = "the test images hold a single class (AUROC is undefined)"
         return out
     c = probs_a.shape[1]
-    # The project's one bootstrap (torch), imported only when there is something to compare:
-    # a report that only reads folders stays free of torch.
-    import torch
-
-    from fracture_lit.metrics import bootstrap_cis
+    # The project's one bootstrap imports torch, so it is imported only when there is
+    # something to compare: a report that only reads folders stays free of torch.
+    from fracture_lit.stats.bootstrap import bootstrap_cis
 
     # One resample of the images serves both models: that is what makes it paired.
     packed = np.column_stack([probs_a, probs_b, correct_a, correct_b])
 
-    def deltas(rows: Any, targets: Any) -> dict[str, float]:
-        p, t = rows.numpy(), targets.numpy()
+    def deltas(p: np.ndarray, t: np.ndarray) -> dict[str, float]:
         ca, cb = p[:, 2 * c].astype(bool), p[:, 2 * c + 1].astype(bool)
         return {
-            "auroc": _auroc(p[:, :c], t) - _auroc(p[:, c : 2 * c], t),
+            "auroc": macro_auroc(p[:, :c], t) - macro_auroc(p[:, c : 2 * c], t),
             "acc": float(ca.mean() - cb.mean()),
             "balanced_acc": _balanced_acc(ca, t) - _balanced_acc(cb, t),
         }
 
-    intervals = bootstrap_cis(
-        torch.from_numpy(packed), torch.from_numpy(labels), deltas, n_boot=n_boot, seed=seed
-    )
+    intervals = bootstrap_cis(packed, labels, deltas, n_boot=n_boot, seed=seed)
     if job.binary and min((labels == 1).sum(), (labels == 0).sum()) >= 2:
         out.delong = delong_test(probs_a[:, 1], probs_b[:, 1], labels)
     out.mcnemar = mcnemar_test(correct_a, correct_b)
     values = {
-        "auroc": (_auroc(probs_a, labels), _auroc(probs_b, labels)),
+        "auroc": (macro_auroc(probs_a, labels), macro_auroc(probs_b, labels)),
         "acc": (float(correct_a.mean()), float(correct_b.mean())),
         "balanced_acc": (_balanced_acc(correct_a, labels), _balanced_acc(correct_b, labels)),
     }

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fracture_lit.results.catalogue import STAGES, by_alias
+from fracture_lit.stats.catalogue import by_alias
+from fracture_lit.stats.splits import STAGES
 
 __all__ = ["JobPaper", "job_paper", "paper_numbers", "pick_reported"]
 

@@ -7,8 +7,9 @@ give the pooled out-of-fold AUROC: every image counted once, by the model that d
 train on it, with a bootstrap interval over images. The per-fold mean ± sd sits beside it
 (:mod:`.table`).
 
-numpy only (a report runs without torch); AUROC is the Mann-Whitney statistic with
-average ranks for ties, which equals the area under the empirical ROC curve.
+The AUROC is the project's one (:mod:`fracture_lit.stats.auroc`) and its interval the one
+bootstrap (:mod:`fracture_lit.stats.bootstrap`, torch: this module is imported only when
+a k-fold sweep's table is built).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from fracture_lit.results.folders import JobResult, read_csv
+from fracture_lit.stats.auroc import auroc
+from fracture_lit.stats.bootstrap import bootstrap_ci
 
-__all__ = ["PooledAUROC", "auroc", "bootstrap_auroc", "pooled_auroc", "read_predictions"]
+__all__ = ["PooledAUROC", "bootstrap_auroc", "pooled_auroc", "read_predictions"]
 
 N_BOOTSTRAP = 1000
 
@@ -41,40 +44,16 @@ class PooledAUROC:
         return f"{self.auroc:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
 
 
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for binary ``labels`` (NaN with one class)."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(scores.size, float)
-    ranks[order] = np.arange(1, scores.size + 1)
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    ranks = (sums / counts)[inverse]  # tied scores share their average rank
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def bootstrap_auroc(
     scores: np.ndarray, labels: np.ndarray, n_boot: int = N_BOOTSTRAP, seed: int = 0
 ) -> tuple[float, float, float]:
-    """``(auroc, low, high)``: percentile 95% CI over image resamples holding both classes."""
+    """``(auroc, low, high)``: percentile 95% CI over image resamples holding both classes
+    (NaN bounds when no resample holds both)."""
     scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, labels.size, labels.size)
-        resampled = labels[idx]
-        if resampled.all() or not resampled.any():
-            continue  # AUROC is undefined without both classes
-        values.append(auroc(scores[idx], resampled))
-    point = auroc(scores, labels)
-    if not values:
-        return point, float("nan"), float("nan")
-    low, high = np.quantile(values, [0.025, 0.975])
-    return point, float(low), float(high)
+    try:
+        return bootstrap_ci(scores, labels, auroc, n_boot, seed=seed)
+    except ValueError:  # no usable resample: the point stands alone
+        return auroc(scores, labels), float("nan"), float("nan")
 
 
 def read_predictions(job: JobResult, stage: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fracture_lit.results.catalogue import STAGES, format_value, sweep_metrics
 from fracture_lit.results.folders import Interval, JobResult
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
+from fracture_lit.stats.catalogue import format_value, sweep_metrics
+from fracture_lit.stats.splits import STAGES
 
 __all__ = [
     "JOB_COLUMNS",

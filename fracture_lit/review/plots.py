@@ -103,10 +103,10 @@ def plot_reliability(
 
     Binary: p(positive) against the share of positives; multiclass: top-class confidence
     against accuracy. The bins are those of the ECE in the legend
-    (:func:`fracture_lit.results.calibration.reliability_bins`), so the two agree; the lower
+    (:func:`fracture_lit.stats.calibration.reliability_bins`), so the two agree; the lower
     panel counts the images per bin.
     """
-    from fracture_lit.results.calibration import calibration_metrics, reliability_bins
+    from fracture_lit.stats.calibration import calibration_metrics, reliability_bins
 
     bins = reliability_bins(probs, labels)
     scores = calibration_metrics(probs, labels)

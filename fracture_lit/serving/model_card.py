@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fracture_lit.results.catalogue import by_key
+from fracture_lit.stats.catalogue import by_key
 
 __all__ = ["DISCLAIMER", "ModelCard", "run_folder_of"]
 

@@ -6,7 +6,8 @@ the module that logs it) and one :class:`Metric` entry here. ``computed=True`` e
 what :func:`fracture_lit.metrics.build_metrics` must return (a test holds them equal);
 ``sweep=True`` entries are columns of the sweep tables and of ``results.csv``.
 
-Pure Python on purpose: the report runs in a sweep's launcher process without torch.
+Pure Python on purpose: the report runs in a sweep's launcher process without torch. The
+stages a metric is reported for are named in :mod:`fracture_lit.stats.splits`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 
 __all__ = [
     "CATALOGUE",
-    "STAGES",
     "Metric",
     "by_alias",
     "by_key",
@@ -27,9 +27,6 @@ __all__ = [
     "subgroup_metrics",
     "sweep_metrics",
 ]
-
-#: Stages of a training run, in reading order (an evaluation folder has ``eval``).
-STAGES: tuple[str, ...] = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -147,7 +144,7 @@ CATALOGUE: tuple[Metric, ...] = (
         aliases=("cohen_kappa", "cohens_kappa"),
         sweep=True,
     ),
-    # Calibration (fracture_lit.results.calibration), computed at val/test epoch end.
+    # Calibration (fracture_lit.stats.calibration), computed at val/test epoch end.
     Metric(
         key="ece",
         label="expected calibration error (ECE)",
