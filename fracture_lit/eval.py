@@ -96,7 +96,8 @@ def _wanted_splits(split: str, datamodule: Any) -> list[str]:
 
 def _member_predictions(cfg: DictConfig, ensemble: Any) -> tuple[list[Any], Any]:
     """Each member's predictions on the split (each fed with its own input settings)."""
-    from fracture_lit.review.predictions import SplitPredictions, predict_split
+    from fracture_lit.evaluation.predictions import SplitPredictions
+    from fracture_lit.inference.split import predict_split
 
     split = str(cfg.split)
     modules: dict[Any, Any] = {}
@@ -160,10 +161,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from fracture_lit.evaluation import score, score_all_subgroups
-    from fracture_lit.models.ensemble import load_ensemble
+    from fracture_lit.evaluation.predictions import SplitPredictions
+    from fracture_lit.evaluation.scoring import score, score_all_subgroups
+    from fracture_lit.inference.ensemble import load_ensemble
     from fracture_lit.review.artifacts import write_review
-    from fracture_lit.review.predictions import SplitPredictions
     from fracture_lit.validation import validate_eval
 
     validate_eval(cfg)

@@ -34,8 +34,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.errors import UserError
-from fracture_lit.models.input_settings import InputSettings
 
 log = logging.getLogger("fracture_lit.pipeline")
 register_resolvers()
@@ -167,7 +167,7 @@ def score_images(
     """p(fractured) for each path (NaN for files that cannot be decoded).
 
     Images go through the same decode-once cache and the same eval transform and
-    normaliser (:class:`~fracture_lit.inference.InputPipeline`) as in a stage-1
+    normaliser (:class:`~fracture_lit.inference.pipeline.InputPipeline`) as in a stage-1
     evaluation, at stage 1's image size: the stage-2 config's own size, jet colour map or
     normalisation would feed the detector images it never saw.
     """
@@ -176,7 +176,7 @@ def score_images(
 
     from fracture_lit.data.base import CachedImageDataset, collate_images
     from fracture_lit.data.cache import build_cache
-    from fracture_lit.inference import InputPipeline, predict_probs
+    from fracture_lit.inference.pipeline import InputPipeline, predict_probs
 
     pipeline = InputPipeline(settings)
     cached = build_cache(

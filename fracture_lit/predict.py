@@ -2,7 +2,7 @@
 
 Reads JPEG/PNG/BMP/TIFF and DICOM (windowing and MONOCHROME1 handled, see
 :mod:`fracture_lit.data.readers`), feeds them exactly as the checkpoint was trained
-(:class:`~fracture_lit.inference.InputPipeline`) and writes ``predictions.csv``: path,
+(:class:`~fracture_lit.inference.pipeline.InputPipeline`) and writes ``predictions.csv``: path,
 probability of the positive class, the label at the checkpoint's validation-chosen
 threshold, every class's probability. A file that cannot be read gets a row with
 ``status=error`` and the reason; the others are still predicted. ``gradcam.enabled=true``
@@ -53,7 +53,7 @@ def predict(cfg: DictConfig) -> Path:
 
     from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
     from fracture_lit.data.readers import list_inputs
-    from fracture_lit.models.ensemble import load_ensemble
+    from fracture_lit.inference.ensemble import load_ensemble
     from fracture_lit.review.panels import CamPanelWriter
     from fracture_lit.validation import validate_predict
 

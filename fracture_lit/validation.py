@@ -205,7 +205,7 @@ def check_checkpoint_path(cfg: Any, key: str = "ckpt_path", *, required: bool = 
         if required:
             raise ConfigError(key, value, "a checkpoint is required", f"Pass {key}=<file>.ckpt.")
         return
-    from fracture_lit.models.ensemble import checkpoint_paths
+    from fracture_lit.inference.ensemble import checkpoint_paths
     from fracture_lit.models.loading import check_checkpoint
 
     # One checkpoint, a list of them or a sweep folder (an ensemble): each is checked.

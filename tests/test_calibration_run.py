@@ -13,7 +13,7 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from fracture_lit.inference import InputPipeline
+from fracture_lit.inference.pipeline import InputPipeline
 from fracture_lit.models.loading import load_checkpoint
 from fracture_lit.stats.calibration import calibration_metrics
 from tests.conftest import TINY, compose_entry, compose_train

@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from fracture_lit import eval as evaluate_cli
 from fracture_lit import predict as predict_cli
 from fracture_lit.errors import UserError
-from fracture_lit.models.ensemble import EnsembleError, checkpoint_paths, load_ensemble
+from fracture_lit.inference.ensemble import EnsembleError, checkpoint_paths, load_ensemble
 from fracture_lit.stats.youden import youden_threshold
 from tests.conftest import TINY, compose_entry, compose_train
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.data.synthetic import render_radiograph
-from fracture_lit.inference import InputPipeline, predict_probs
-from fracture_lit.models.input_settings import InputSettings
+from fracture_lit.evaluation.predictions import SplitPredictions
+from fracture_lit.inference.pipeline import InputPipeline, predict_probs
 from fracture_lit.models.module import FractureClassifier
 from fracture_lit.review.artifacts import write_review
 from fracture_lit.review.gradcam import CamExplainer, find_target_layer
-from fracture_lit.review.predictions import SplitPredictions
 
 CLASSES = ["intact", "fractured"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fracture_lit.models.input_settings import InputSettings, resolve_input_settings
+from fracture_lit.data.input_settings import InputSettings, resolve_input_settings
 
 
 def test_resolver_reads_the_datamodule_state_and_the_fracture_lit_block() -> None:

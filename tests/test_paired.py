@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.results.paired import (
     JobPredictions,
     NotPairedError,
@@ -18,7 +19,6 @@ from fracture_lit.results.paired import (
     compare,
     compare_to_best,
 )
-from fracture_lit.review.predictions import SplitPredictions
 from fracture_lit.stats.auroc import auroc as midrank_auroc
 from fracture_lit.stats.delong import delong_covariance, delong_test
 from fracture_lit.stats.mcnemar import mcnemar_test

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from fracture_lit.evaluation import score, score_subgroups
+from fracture_lit.evaluation.predictions import SplitPredictions
+from fracture_lit.evaluation.scoring import score, score_subgroups
 from fracture_lit.metrics import binary_metrics_at_threshold
 from fracture_lit.models.loading import ClassMismatchError, match_classes
-from fracture_lit.review.predictions import SplitPredictions
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.results.sweep_report import write_report
-from fracture_lit.review.predictions import SplitPredictions
 
 
 def _job(sweep: Path, num: int, backbone: str, val_auroc: float, scores: np.ndarray, labels):

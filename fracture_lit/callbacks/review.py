@@ -17,6 +17,16 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+
+from fracture_lit.data.input_settings import InputSettings
+from fracture_lit.evaluation.predictions import SplitPredictions
+from fracture_lit.evaluation.scoring import score_all_subgroups
+from fracture_lit.inference.pipeline import InputPipeline
+from fracture_lit.inference.split import predict_split
+from fracture_lit.results.folders import SUBGROUPS_NAME, write_metrics
+from fracture_lit.review.artifacts import ReviewFiles, write_review
+from fracture_lit.review.wandb_log import log_review
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +78,6 @@ class ReviewCallback(Callback):
 
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
         datamodule = trainer.datamodule
-        from fracture_lit.inference import InputPipeline
-        from fracture_lit.models.input_settings import InputSettings
-        from fracture_lit.review.artifacts import write_review
-        from fracture_lit.review.predictions import predict_split
-
         # Lightning evaluates under inference_mode, which Grad-CAM's backward cannot run in.
         with torch.inference_mode(False):
             pred = predict_split(
@@ -103,23 +108,16 @@ class ReviewCallback(Callback):
         if self.log_to_wandb:
             self._log_wandb(trainer, pred, files)
 
-    def _write_subgroups(self, pred: object, pl_module: L.LightningModule) -> None:
+    def _write_subgroups(self, pred: SplitPredictions, pl_module: L.LightningModule) -> None:
         """``review/<split>/subgroups.json``: n, sensitivity, specificity, AUROC with 95% CIs
         per region / view / hardware, where the images record them (FracAtlas)."""
-        from fracture_lit.evaluation import score_all_subgroups
-        from fracture_lit.results.folders import SUBGROUPS_NAME, write_metrics
-
         n_bootstrap = int(getattr(pl_module.hparams, "n_bootstrap", 1000))
         scored = score_all_subgroups(pred, n_bootstrap=n_bootstrap)
         if scored:
             write_metrics(scored, self.output_dir / pred.split, SUBGROUPS_NAME)
 
     @staticmethod
-    def _log_wandb(trainer: L.Trainer, pred: object, files: object) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-
+    def _log_wandb(trainer: L.Trainer, pred: SplitPredictions, files: ReviewFiles) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                from fracture_lit.review.wandb_log import log_review
-
                 log_review(logger.experiment, pred, files)

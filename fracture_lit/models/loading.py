@@ -5,7 +5,7 @@ eval, predict, export and the review callbacks all start from a checkpoint. It i
 hyperparameters without touching the hub (the trained weights replace any pretrained
 ones), and the input pipeline the model was trained with (image size, resize mode,
 normalisation, preprocessing, threshold) comes back with it as one
-:class:`~fracture_lit.models.input_settings.InputSettings`, so inference sees the same pixels.
+:class:`~fracture_lit.data.input_settings.InputSettings`, so inference sees the same pixels.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from fracture_lit.data.class_roles import binary_role as _binary_role
+from fracture_lit.data.input_settings import InputSettings, resolve_input_settings
 from fracture_lit.errors import UserError
-from fracture_lit.models.input_settings import InputSettings, resolve_input_settings
 
 __all__ = [
     "CheckpointError",

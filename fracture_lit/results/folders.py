@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.errors import UserError
+from fracture_lit.evaluation.subgroups import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
 from fracture_lit.results.papers import float_or_none, job_paper
 from fracture_lit.stats.catalogue import CATALOGUE
 from fracture_lit.stats.splits import STAGES
@@ -55,10 +56,6 @@ _OVERRIDE_SPLIT = re.compile(r",(?=[~+]*[\w.@/-]+=)")
 
 Interval = tuple[float | None, float | None, float | None]
 
-#: Image attributes a run is scored by, where the data records them (FracAtlas has all).
-SUBGROUP_ATTRIBUTES: tuple[str, ...] = ("region", "view", "hardware")
-#: Subgroups smaller than this get point estimates only: intervals on a handful are noise.
-MIN_SUBGROUP_FOR_CI = 10
 #: ``review/<split>/subgroups.json``: ``{attribute: {value: scored block}}`` of one split.
 SUBGROUPS_NAME = "subgroups.json"
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from fracture_lit.inference import InputPipeline
+from fracture_lit.data.cache import BadImageError
+from fracture_lit.evaluation.predictions import SplitPredictions
+from fracture_lit.evaluation.scoring import confusion_at_threshold
+from fracture_lit.inference.pipeline import InputPipeline
+from fracture_lit.review.panels import CamPanelWriter, cam_class
 from fracture_lit.review.plots import plot_confusion, plot_pr, plot_reliability, plot_roc
-from fracture_lit.review.predictions import SplitPredictions
 
 __all__ = ["CamImage", "ReviewFiles", "write_gradcam", "write_review"]
 
@@ -56,19 +58,6 @@ class ReviewFiles:
     confusion_matrix: list[list[int]]
     cams: list[CamImage] = field(default_factory=list)
     reliability: Path | None = None
-
-
-def confusion_at_threshold(pred: SplitPredictions) -> list[list[int]]:
-    """Rows = true class, columns = predicted, at the predictions' own threshold."""
-    return (
-        multiclass_confusion_matrix(
-            torch.as_tensor(pred.predicted),
-            torch.as_tensor(pred.labels),
-            num_classes=len(pred.class_names),
-        )
-        .long()
-        .tolist()
-    )
 
 
 def write_review(
@@ -134,9 +123,6 @@ def write_gradcam(
     target_layer: str | None = None,
 ) -> list[CamImage]:
     """Grad-CAM panels (image | heatmap, captioned) for the chosen (kind, index) pairs."""
-    from fracture_lit.data.cache import BadImageError
-    from fracture_lit.review.panels import CamPanelWriter, cam_class
-
     if not chosen:
         return []
     images, kept = [], []

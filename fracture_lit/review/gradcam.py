@@ -10,6 +10,10 @@ What is model specific is *where* to look and *how* to read that layer's output:
 
 The reshape is chosen by probing the layer's output once, so a backbone nobody listed
 still works; ``target_layer`` (a module name, e.g. ``layer3``) overrides the choice.
+
+pytorch-grad-cam is imported where a map is computed, not with this module: its package
+import loads every CAM method and their dependencies (seconds), which predict, serve and
+a training run without Grad-CAM never need.
 """
 
 from __future__ import annotations

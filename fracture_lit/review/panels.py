@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import torch
 
+from fracture_lit.review.gradcam import CamExplainer, captioned_overlay
+
 __all__ = ["CamPanelWriter", "cam_class", "save_panel"]
 
 
@@ -43,8 +45,6 @@ class CamPanelWriter:
 
     def maps(self, batch: torch.Tensor, classes: Sequence[int]) -> np.ndarray:
         """Heatmaps ``(B, S, S)`` in [0, 1] of ``classes`` for a normalised batch."""
-        from fracture_lit.review.gradcam import CamExplainer
-
         batch = batch.to(next(self.net.parameters()).device)
         if self._explainer is None:
             self._explainer = CamExplainer(self.net, batch, self.target_layer)
@@ -58,8 +58,6 @@ class CamPanelWriter:
         captions: Sequence[str],
     ) -> list[np.ndarray]:
         """RGB uint8 panels (image | heatmap, captioned), one per image."""
-        from fracture_lit.review.gradcam import captioned_overlay
-
         maps = self.maps(batch, classes)
         return [
             captioned_overlay(image, cam, caption)

@@ -1,7 +1,8 @@
 """ROC, precision-recall and confusion-matrix figures as PNG files.
 
-The curves come from torchmetrics (the same code the logged AUROC comes from), so a
-figure and the number beside it can never disagree; matplotlib only draws.
+The ROC curve and its AUROC come from :mod:`fracture_lit.stats` (the same code the
+reported AUROC comes from), the precision-recall curve from torchmetrics, so a figure and
+the number beside it can never disagree; matplotlib only draws.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torchmetrics.functional.classification import (  # noqa: E402
-    binary_auroc,
     binary_average_precision,
     binary_precision_recall_curve,
-    binary_roc,
 )
+
+from fracture_lit.stats.auroc import auroc  # noqa: E402
+from fracture_lit.stats.calibration import calibration_metrics, reliability_bins  # noqa: E402
+from fracture_lit.stats.roc import roc_curve  # noqa: E402
 
 __all__ = ["plot_confusion", "plot_pr", "plot_reliability", "plot_roc"]
 
@@ -58,8 +61,8 @@ def plot_roc(
     """ROC curve(s) with AUROC in the legend; the operating point at ``threshold`` (binary)."""
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     for name, scores, targets in _one_vs_rest(probs, labels, class_names):
-        fpr, tpr, _ = binary_roc(scores, targets)
-        auc = float(binary_auroc(scores, targets))
+        fpr, tpr, _ = roc_curve(scores, targets)
+        auc = auroc(scores.numpy(), targets.numpy())
         ax.plot(fpr.numpy(), tpr.numpy(), lw=1.8, label=f"{name} (AUROC {auc:.3f})")
         if threshold is not None and probs.shape[1] == 2:
             pred = scores > threshold  # the project-wide rule: positive when p > threshold
@@ -106,8 +109,6 @@ def plot_reliability(
     (:func:`fracture_lit.stats.calibration.reliability_bins`), so the two agree; the lower
     panel counts the images per bin.
     """
-    from fracture_lit.stats.calibration import calibration_metrics, reliability_bins
-
     bins = reliability_bins(probs, labels)
     scores = calibration_metrics(probs, labels)
     used = bins.count > 0

@@ -1,8 +1,10 @@
 """Put a split's review in the W&B run: confusion matrix, ROC/PR curves, Grad-CAM gallery and
 a table of the misclassified images with their probabilities.
 
-Curves are computed with torchmetrics and logged as line series (``wandb.plot.roc_curve``
-would need scikit-learn); the PNG figures go along so the run page shows them as drawn.
+Curves (the ROC of :mod:`fracture_lit.stats.roc`, torchmetrics' precision-recall) are logged
+as line series (``wandb.plot.roc_curve`` would need scikit-learn); the PNG figures go along
+so the run page shows them as drawn. wandb is imported only when a review is logged: it is
+an optional dependency, slow to import.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
+from torchmetrics.functional.classification import binary_precision_recall_curve
 
+from fracture_lit.data.cache import BadImageError
+from fracture_lit.data.readers import read_image
+from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.review.artifacts import ReviewFiles
-from fracture_lit.review.predictions import SplitPredictions
+from fracture_lit.stats.roc import roc_curve
 
 __all__ = ["log_review"]
 
@@ -38,7 +43,7 @@ def _curves(pred: SplitPredictions) -> dict[str, Any]:
         target = (labels == c).long()
         if not (target.any() and (1 - target).any()):
             continue
-        fpr, tpr, _ = binary_roc(probs[:, c], target)
+        fpr, tpr, _ = roc_curve(probs[:, c], target)
         precision, recall, _ = binary_precision_recall_curve(probs[:, c], target)
         for xs, ys, (a, b) in (
             (roc_x, roc_y, _thin(fpr, tpr)),
@@ -63,9 +68,6 @@ def _curves(pred: SplitPredictions) -> dict[str, Any]:
 def _thumbnail(path: str) -> Any:
     """A small greyscale copy: the originals can be several megapixels each."""
     import wandb
-
-    from fracture_lit.data.cache import BadImageError
-    from fracture_lit.data.readers import read_image
 
     try:
         return wandb.Image(read_image(path, THUMBNAIL_SIZE, "letterbox")[0])

@@ -54,7 +54,7 @@ class Predictor:
         target_layer: str | None = None,
         gradcam: bool = True,
     ) -> None:
-        self.ensemble = ensemble  # fracture_lit.models.ensemble.Ensemble
+        self.ensemble = ensemble  # fracture_lit.inference.ensemble.Ensemble
         self.limits = limits
         self.target_layer = target_layer
         self.gradcam = gradcam
@@ -73,7 +73,7 @@ class Predictor:
         ``weights_only=True``) onto the GPU when there is one."""
         import torch
 
-        from fracture_lit.models.ensemble import load_ensemble
+        from fracture_lit.inference.ensemble import load_ensemble
 
         use_cuda = device != "cpu" and torch.cuda.is_available()
         ensemble = load_ensemble(
@@ -113,7 +113,7 @@ class Predictor:
 
     def threshold_meaning(self) -> str:
         """One sentence: the decision rule and where its threshold comes from."""
-        from fracture_lit.models.ensemble import CHECKPOINT_SOURCE
+        from fracture_lit.inference.ensemble import CHECKPOINT_SOURCE
 
         if not self.binary:
             return "Multi-class model: the class with the highest probability is shown."

@@ -1,8 +1,10 @@
 """Per-image predictions of one split, kept with each image's path, label and metadata.
 
 Epoch metrics say how good a model is; reviewing it needs to know *which* images it got
-wrong and how sure it was. :func:`predict_split` runs the model over a datamodule split in
-its fixed order (no augmentation) and keeps everything the review artefacts need.
+wrong and how sure it was. A :class:`SplitPredictions` is what scoring, the review
+artefacts and the paired comparisons read; :func:`fracture_lit.inference.split.predict_split`
+fills one by running a model over a datamodule split, and the LightningModule builds one
+from the scores it kept over an epoch.
 """
 
 from __future__ import annotations
@@ -13,12 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
-from fracture_lit.inference import predict_probs
-
-__all__ = ["SplitPredictions", "predict_split"]
+__all__ = ["SplitPredictions"]
 
 
 @dataclass
@@ -46,6 +44,25 @@ class SplitPredictions:
             threshold=first.threshold,
             meta=[m for part in parts for m in part.meta],
         )
+
+    @classmethod
+    def from_scores(
+        cls,
+        split: str,
+        class_names: list[str],
+        scores: np.ndarray,
+        labels: np.ndarray,
+        threshold: float = 0.5,
+    ) -> SplitPredictions:
+        """From what a LightningModule keeps over an epoch: the positive-class probability
+        ``(N,)`` of a binary task (the first column is its complement) or ``(N, C)``.
+
+        No paths or metadata: those belong to the datamodule's images, in the order the
+        scores were gathered.
+        """
+        scores = np.asarray(scores)
+        probs = np.stack([1 - scores, scores], axis=1) if scores.ndim == 1 else scores
+        return cls(split, list(class_names), [], np.asarray(labels), probs, float(threshold))
 
     @property
     def binary(self) -> bool:
@@ -103,38 +120,3 @@ class SplitPredictions:
             writer.writeheader()
             writer.writerows(rows)
         return path
-
-
-@torch.no_grad()
-def predict_split(
-    model: torch.nn.Module,
-    datamodule: Any,
-    split: str,
-    class_names: list[str],
-    threshold: float = 0.5,
-    batch_size: int = 64,
-    *,
-    temperature: float = 1.0,
-    tta: str = "none",
-) -> SplitPredictions:
-    """Run ``model`` over ``datamodule``'s ``split`` (set up, unaugmented) in its order;
-    ``tta``/``temperature`` as in :func:`~fracture_lit.inference.predict_probs`."""
-    from fracture_lit.data.base import collate_images
-
-    dataset = datamodule.datasets[split]
-    members = [s for s in datamodule.samples if s.split == split]
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_images)
-    probs, labels = [], []
-    for images, targets in loader:
-        batch = datamodule.normalizer(images)
-        probs.append(predict_probs(model, batch, temperature=temperature, tta=tta))
-        labels.append(targets)
-    return SplitPredictions(
-        split=split,
-        class_names=list(class_names),
-        paths=[s.path for s in members],
-        labels=torch.cat(labels).numpy() if labels else np.zeros(0, np.int64),
-        probs=torch.cat(probs).numpy() if probs else np.zeros((0, len(class_names))),
-        threshold=float(threshold),
-        meta=[dict(s.meta) for s in members],
-    )

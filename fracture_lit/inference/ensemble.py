@@ -24,13 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
 import torch
+from omegaconf import OmegaConf, open_dict
 
+from fracture_lit.data.cache import BadImageError
+from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.errors import ConfigError, UserError
-from fracture_lit.inference import InputPipeline, check_tta, predict_probs
-from fracture_lit.models.input_settings import InputSettings
+from fracture_lit.inference.pipeline import InputPipeline, check_tta, predict_probs
 from fracture_lit.models.loading import LoadedCheckpoint, load_checkpoint
+from fracture_lit.stats.youden import youden_threshold
 
 __all__ = [
     "Ensemble",
@@ -150,8 +154,6 @@ class Ensemble:
         self, paths: Sequence[str | Path], window: tuple[float, float] | None = None
     ) -> list[FilePrediction]:
         """Read and score files; an unreadable file gets its error, the others go on."""
-        from fracture_lit.data.cache import BadImageError
-
         out = [FilePrediction(Path(p)) for p in paths]
         total = [np.zeros(len(self.class_names)) for _ in out]
         for member in self.members:
@@ -229,9 +231,6 @@ def shared_validation(members: Sequence[LoadedCheckpoint]) -> Path:
 
 def validation_datamodule_factory(run: Path) -> Callable[[InputSettings], Any]:
     """Datamodules over ``run``'s data and split manifest, fed with given settings."""
-    import hydra
-    from omegaconf import OmegaConf, open_dict
-
     data = OmegaConf.load(run / "config.yaml").data
 
     def make(settings: InputSettings) -> Any:
@@ -259,7 +258,9 @@ def split_member_probs(
     Returns the first datamodule's predictions object (paths, labels, metadata) per member
     and each member's probabilities; members of the same pixel settings share a datamodule.
     """
-    from fracture_lit.review.predictions import predict_split
+    # Lazily: predict_split reads through the datamodules (lightning, slow to import), and
+    # predict and serve load ensembles without ever choosing a threshold here.
+    from fracture_lit.inference.split import predict_split
 
     modules: dict[tuple[Any, ...], Any] = {}
     preds = []
@@ -288,8 +289,6 @@ def split_member_probs(
 
 def choose_threshold(ensemble: Ensemble, batch_size: int = 64) -> tuple[float, str]:
     """Youden J of the averaged probabilities on the members' shared validation split."""
-    from fracture_lit.stats.youden import youden_threshold
-
     run = shared_validation(ensemble.members)
     preds, probs = split_member_probs(
         ensemble, validation_datamodule_factory(run), "val", batch_size

@@ -3,7 +3,7 @@
 Used by eval, predict, the two-stage pipeline, the review callback and the web app: the
 same reader (:func:`~fracture_lit.data.readers.read_image`), resize mode, image size,
 preprocessing (CLAHE, edges, ...) and normalisation as training, with no augmentation,
-all taken from one :class:`~fracture_lit.models.input_settings.InputSettings`.
+all taken from one :class:`~fracture_lit.data.input_settings.InputSettings`.
 
 Test-time augmentation (``tta``) averages the softmax over views of the batch:
 ``none`` (the image as is) or ``flip`` (as is and mirrored left-right, which a
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
+from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.data.readers import read_image
 from fracture_lit.data.transforms import ImageTransform, Normalizer
 from fracture_lit.errors import ConfigError
-from fracture_lit.models.input_settings import InputSettings
 
 __all__ = ["TTA_MODES", "InputPipeline", "check_tta", "predict_probs"]
 
