@@ -1,4 +1,11 @@
-"""FractureClassifier: one LightningModule for every backbone and every dataset."""
+"""FractureClassifier: one LightningModule for every backbone and every dataset.
+
+Every epoch logs the torchmetrics collection of its stage (synchronised across ranks).
+Validation and test epochs also keep their scores: validation fits what is chosen on it
+(the temperature, the Youden threshold), and both are scored by
+:func:`fracture_lit.evaluation.scoring.score`, the function eval uses, into the blocks of
+metrics.json.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,16 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torchmetrics import CatMetric, MaxMetric, MeanMetric, MinMetric
 
-from fracture_lit.metrics import (
-    METRIC_KEYS,
-    binary_metrics_at_threshold,
-    build_confusion_matrix,
-    build_metrics,
-    metric_inputs,
-)
+from fracture_lit.evaluation.predictions import SplitPredictions
+from fracture_lit.evaluation.scoring import score
+from fracture_lit.metrics import build_confusion_matrix, build_metrics, metric_inputs
 from fracture_lit.models.factory import create_backbone
 from fracture_lit.models.freeze import freeze_backbone, set_frozen_bn_eval
-from fracture_lit.stats.bootstrap import bootstrap_cis
-from fracture_lit.stats.calibration import calibration_cis, calibration_metrics
+from fracture_lit.stats.splits import SPLITS
 from fracture_lit.stats.temperature import CALIBRATE_CHOICES, apply_temperature, fit_temperature
 from fracture_lit.stats.youden import youden_threshold
 
@@ -30,7 +33,6 @@ from fracture_lit.stats.youden import youden_threshold
 # Lightning's advice to reduce them again with sync_dist does not apply.
 warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
 
-STAGES = ("train", "val", "test")
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -183,7 +185,7 @@ class FractureClassifier(L.LightningModule):
         # predict, export, the review); fitted on validation with model.calibrate=temperature.
         self.register_buffer("temperature", torch.tensor(1.0))
 
-        for stage in STAGES:
+        for stage in SPLITS:
             setattr(self, f"{stage}_metrics", StageMetrics(self.num_classes, stage))
         self.monitor = monitor
         self.monitor_mode = monitor_mode
@@ -191,6 +193,9 @@ class FractureClassifier(L.LightningModule):
         # Plain Python results of the last val/test epoch (confusion matrices, intervals):
         # what train.py writes to the run folder and prints.
         self.epoch_summary: dict[str, dict[str, Any]] = {}
+        # The predictions each of those blocks scored (calibrated, at the chosen threshold),
+        # for whoever reviews the same epoch (see _kept_predictions on their order).
+        self.epoch_predictions: dict[str, SplitPredictions] = {}
 
     # ----------------------------------------------------------------- forward / loss
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,67 +256,72 @@ class FractureClassifier(L.LightningModule):
         return getattr(self, f"{stage}_metrics")
 
     def _finish_epoch(self, stage: str) -> dict[str, float]:
-        """Compute (synchronised across ranks), summarise and reset one stage's metrics."""
+        """Compute (synchronised across ranks), score and reset one stage's metrics; returns
+        the values to log."""
         acc = self._stage(stage)
         acc.flush()
-        values = {k: float(v) for k, v in acc.collection.compute().items()}
-        values[f"{stage}/loss"] = float(acc.loss.compute())
+        logged = {k: float(v) for k, v in acc.collection.compute().items()}
+        logged[f"{stage}/loss"] = float(acc.loss.compute())
         summary: dict[str, Any] = {
-            "metrics": values,
+            "metrics": logged,
             "confusion_matrix": acc.confusion.compute().cpu().tolist(),
         }
         if acc.keep_scores:
-            scores = acc.scores.compute().cpu()
-            targets = acc.targets.compute().cpu().long()
+            scores, targets = self._kept_predictions(acc)
             summary["n"] = int(targets.numel())
             if not self.trainer.sanity_checking:
-                scores = self._calibrate(stage, scores, targets, values, summary)
-            if self.num_classes == 2 and not self.trainer.sanity_checking:
-                values.update(self._threshold_metrics(stage, scores, targets, summary))
+                summary = self._score_epoch(stage, scores, targets, logged)
         acc.reset()
         self.epoch_summary[stage] = summary
-        return values
+        return summary["metrics"]
 
-    def _calibrate(
-        self,
-        stage: str,
-        scores: torch.Tensor,
-        targets: torch.Tensor,
-        values: dict[str, float],
-        summary: dict[str, Any],
-    ) -> torch.Tensor:
-        """Fit the temperature (val, when asked), apply it, add ECE and Brier score.
+    @staticmethod
+    def _kept_predictions(acc: StageMetrics) -> tuple[torch.Tensor, torch.Tensor]:
+        """The epoch's scores (uncalibrated) and targets, on the CPU.
 
-        Returns the probabilities as reported from here on: the Youden threshold and the
-        thresholded test metrics then live on the same (calibrated) scale as eval and
-        predict. Logged metrics that depend only on ranking or argmax are unchanged.
+        Under DDP these are every rank's, gathered rank after rank: with Lightning's
+        ``UnrepeatedDistributedSampler`` rank ``r`` holds the split's images
+        ``r, r + W, r + 2W, ...``, which is how they map back to image paths.
         """
+        return acc.scores.compute().cpu(), acc.targets.compute().cpu().long()
+
+    def _score_epoch(
+        self, stage: str, scores: torch.Tensor, targets: torch.Tensor, logged: dict[str, float]
+    ) -> dict[str, Any]:
+        """The epoch's block of metrics.json, scored by
+        :func:`~fracture_lit.evaluation.scoring.score` like eval's.
+
+        Validation first fits what is chosen on it and stored in the checkpoint: the
+        temperature (``model.calibrate=temperature``) and, for binary tasks, the Youden
+        threshold. Probabilities are then calibrated, so the threshold and the test metrics
+        at it live on the scale eval and predict report. Blocks are scored at 0.5, the
+        threshold of the logged torchmetrics values, and the test block also at the
+        validation threshold (``test/<metric>_at_thr``, ``ci95_at_thr``). Intervals come
+        with the evaluation of the chosen checkpoint (``validate`` after fitting, and test).
+
+        The block's metrics at 0.5 are the epoch's logged torchmetrics values (``logged``,
+        what the checkpoint monitor saw), of the uncalibrated scores: for a binary task the
+        same numbers (a temperature moves neither the ranking nor the 0.5 cut), while a
+        multiclass AUROC ranks each class's probability across images, which a temperature
+        does change.
+        """
+        fitted: dict[str, float] = {}
+        summary: dict[str, Any] = {}
         if stage == "val" and self.hparams.calibrate == "temperature":
             fit = fit_temperature(scores, targets)
             self.temperature.fill_(fit.temperature)
-            values["val/temperature"] = fit.temperature
+            fitted["val/temperature"] = fit.temperature
             summary["temperature_fit"] = {
                 "temperature": fit.temperature,
                 "nll_before": fit.nll_before,
                 "nll_after": fit.nll_after,
             }
         scores = apply_temperature(scores, float(self.temperature))
-        values.update({f"{stage}/{k}": v for k, v in calibration_metrics(scores, targets).items()})
-        final = stage == "test" or self.trainer.state.fn == "validate"
-        if final and self.hparams.n_bootstrap > 0:
-            intervals = calibration_cis(scores, targets, n_boot=self.hparams.n_bootstrap)
-            summary.setdefault("ci95", {}).update(intervals)
-        return scores
-
-    def _threshold_metrics(
-        self, stage: str, scores: torch.Tensor, targets: torch.Tensor, summary: dict[str, Any]
-    ) -> dict[str, float]:
-        """Val: choose the Youden threshold. Test: apply val's threshold, add 95% CIs."""
-        out: dict[str, float] = {}
-        if stage == "val" and targets.unique().numel() == 2:
+        binary = self.num_classes == 2
+        if stage == "val" and binary and targets.unique().numel() == 2:
             youden = youden_threshold(scores, targets)
             self.decision_threshold.fill_(youden.threshold)
-            out.update(
+            fitted.update(
                 {
                     "val/youden_threshold": youden.threshold,
                     "val/youden_sensitivity": youden.sensitivity,
@@ -319,38 +329,25 @@ class FractureClassifier(L.LightningModule):
                     "val/youden_j": youden.j,
                 }
             )
-        final_validation = stage == "val" and self.trainer.state.fn == "validate"
-        if final_validation and targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
-            # The evaluation of the best checkpoint after fitting gets intervals too.
-            summary.setdefault("ci95", {}).update(
-                self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
-            )
-        if stage == "test":
-            threshold = float(self.decision_threshold)
-            at_thr = binary_metrics_at_threshold(scores, targets, threshold)
-            out["test/threshold"] = threshold
-            out.update({f"test/{k}_at_thr": v for k, v in at_thr.items() if k != "auroc"})
-            if targets.unique().numel() == 2 and self.hparams.n_bootstrap > 0:
-                # Intervals at 0.5 (matching the logged test metrics) and at val's threshold.
-                summary.setdefault("ci95", {}).update(
-                    self._bootstrap(scores, targets, 0.5, METRIC_KEYS)
-                )
-                summary["ci95_at_thr"] = self._bootstrap(
-                    scores, targets, threshold, ("recall", "specificity", "acc", "f1")
-                )
-        return out
-
-    def _bootstrap(
-        self, scores: torch.Tensor, targets: torch.Tensor, threshold: float, keys: Sequence[str]
-    ) -> dict[str, list[float]]:
-        """Percentile 95% intervals: ``{metric: [point, low, high]}``."""
-
-        def metrics(s: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
-            values = binary_metrics_at_threshold(s, t, threshold)
-            return {key: values[key] for key in keys}
-
-        intervals = bootstrap_cis(scores, targets, metrics, n_boot=self.hparams.n_bootstrap, seed=0)
-        return {key: list(interval) for key, interval in intervals.items()}
+        pred = SplitPredictions.from_scores(
+            stage,
+            self.class_names,
+            scores.numpy(),
+            targets.numpy(),
+            float(self.decision_threshold),
+        )
+        self.epoch_predictions[stage] = pred
+        final = stage == "test" or self.trainer.state.fn == "validate"
+        block = score(
+            pred,
+            prefix=stage,
+            n_bootstrap=int(self.hparams.n_bootstrap) if final else 0,
+            threshold=0.5,
+            at_threshold=stage == "test",
+            metric_intervals=binary,
+        )
+        block["metrics"] = {**block["metrics"], **logged, **fitted}
+        return {**block, **summary}
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch(self._finish_epoch("train"), progress={"train/loss"})
@@ -406,8 +403,6 @@ class FractureClassifier(L.LightningModule):
             "temperature": float(self.temperature),
         }
         # Resuming from this checkpoint continues the same W&B run (see train.wandb_settings).
-        from lightning.pytorch.loggers import WandbLogger
-
         trainer = self._trainer
         for logger in trainer.loggers if trainer is not None else ():
             if isinstance(logger, WandbLogger) and logger.version:
