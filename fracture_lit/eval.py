@@ -225,8 +225,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         ]
         results["paired_vs_members"] = _paired(pred, member_preds, names, cfg.n_bootstrap)
     subgroups = score_all_subgroups(pred, n_bootstrap=cfg.n_bootstrap)
-    if subgroups.get("region"):
-        results["per_region"] = subgroups["region"]  # kept where earlier evaluations had it
     if subgroups:
         results["subgroups"] = subgroups
     files = write_review(

@@ -78,8 +78,10 @@ def test_eval_on_the_training_data_reuses_its_split(fracatlas_run, shared_data, 
         )
     point, low, high = results["eval"]["ci95"]["auroc"]
     assert low <= point <= high and high - low > 0
-    # per-region metrics from FracAtlas' csv
-    regions = results["per_region"]
+    # per-region metrics from FracAtlas' csv: in "subgroups" only (old folders' "per_region"
+    # is still read by the report, see test_html_report)
+    assert "per_region" not in results
+    regions = results["subgroups"]["region"]
     assert set(regions) <= {"hand", "leg", "hip", "shoulder", "mixed"} and "hand" in regions
     assert sum(r["n"] for r in regions.values()) <= results["eval"]["n"]
     subgroups = results["subgroups"]  # region, view and hardware: n, sens, spec, AUROC, CIs
