@@ -23,11 +23,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.config import CONFIG_DIR, register_resolvers
 from fracture_lit.errors import ConfigError, check_command_line, clean_exit
+from fracture_lit.stats.splits import SPLITS
 
 log = logging.getLogger("fracture_lit.eval")
 register_resolvers()
-
-SPLITS = ("train", "val", "test")
 
 
 def _training_manifest(cfg: DictConfig, ckpt_path: Path) -> Path | None:

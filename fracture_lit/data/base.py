@@ -34,9 +34,9 @@ from fracture_lit.data.sampling import EpochSampler, SampleKey, sample_seed
 from fracture_lit.data.splits import assign_splits
 from fracture_lit.data.transforms import ImageTransform, Normalizer, preset_names
 from fracture_lit.errors import UserError
+from fracture_lit.stats.splits import SPLITS
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "val", "test")
 
 
 class TooManyBadImagesError(UserError, RuntimeError):

@@ -25,12 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fracture_lit.data.samples import Sample
+from fracture_lit.stats.splits import SPLITS
 
 __all__ = ["SplitReport", "assign_splits", "greedy_group_split", "split_summary"]
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass

@@ -9,10 +9,10 @@ from typing import Any
 from fracture_lit.results.folders import JobResult
 from fracture_lit.results.table import Table, shared_overrides
 from fracture_lit.stats.catalogue import CATALOGUE
+from fracture_lit.stats.splits import REPORT_STAGES as _RUN_STAGES
 
 __all__ = ["metrics_table", "print_summary", "print_sweep"]
 
-_RUN_STAGES = ("val", "test", "eval")
 #: Columns the console never wraps.
 _NO_WRAP = {"job", "backbone", "n", "n seeds", "n folds"}
 

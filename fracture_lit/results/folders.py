@@ -18,6 +18,7 @@ from fracture_lit.errors import UserError
 from fracture_lit.evaluation.subgroups import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
 from fracture_lit.results.papers import float_or_none, job_paper
 from fracture_lit.stats.catalogue import CATALOGUE
+from fracture_lit.stats.splits import REPORT_STAGES as RUN_STAGES
 from fracture_lit.stats.splits import STAGES
 
 __all__ = [
@@ -410,8 +411,6 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
 
 
 # ----------------------------------------------------------------------------- one run
-#: Stages of a run page, in this order (an evaluation has ``eval``).
-RUN_STAGES = ("val", "test", "eval")
 
 
 @dataclass
