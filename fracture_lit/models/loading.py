@@ -119,6 +119,8 @@ def check_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
     """Rebuild the model of a fracture_lit checkpoint, in eval mode on ``device``."""
+    # Here, not at the top: the module imports lightning (seconds), which validation's
+    # checkpoint checks (check_checkpoint) and the web app's start do without.
     from fracture_lit.models.module import FractureClassifier
 
     path = Path(path).expanduser()
