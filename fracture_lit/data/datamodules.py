@@ -10,7 +10,7 @@ from typing import Any
 from fracture_lit.data import sources
 from fracture_lit.data.base import FractureDataModule
 from fracture_lit.data.samples import DatasetIndex
-from fracture_lit.data.synthetic import METADATA_FILE, generate_synthetic_dataset
+from fracture_lit.data.synthetic.store import METADATA_FILE, generate_synthetic_dataset
 
 SYNTHETIC_CLASSES = ("intact", "fractured")
 
