@@ -12,19 +12,14 @@ from pathlib import Path
 import pytest
 
 from fracture_lit.data import download
+from fracture_lit.data.dataset_info import DatasetLayoutError
+from fracture_lit.data.datasets.bone_break import index_bone_break
+from fracture_lit.data.datasets.fracatlas import index_fracatlas
+from fracture_lit.data.datasets.image_folder import index_image_folder
+from fracture_lit.data.datasets.multiregion import index_multiregion
+from fracture_lit.data.datasets.xray_fracture import index_xray_fracture
+from fracture_lit.data.registry import DATASETS, find_dataset_root, get_dataset, index_dataset
 from fracture_lit.data.samples import IMAGE_SUFFIXES
-from fracture_lit.data.sources import (
-    DATASETS,
-    DatasetLayoutError,
-    find_dataset_root,
-    get_dataset,
-    index_bone_break,
-    index_dataset,
-    index_fracatlas,
-    index_image_folder,
-    index_multiregion,
-    index_xray_fracture,
-)
 
 PAPER_C_CLASSES = ["Fracture Dislocation", "Comminuted fracture", "Pathological fracture"]
 
