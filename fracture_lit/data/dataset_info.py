@@ -25,16 +25,21 @@ class DatasetInfo:
     name the download creates under the data directory.
     """
 
+    #: The registry name (``data=<name>``, the download command's argument).
     name: str
+    #: Shown in error messages: the dataset and its paper.
     title: str
     source_url: str
     licence: str
+    #: The expected folder tree, drawn in layout errors.
     layout: str
+    #: The folder a download creates under the data directory.
     default_dir: str
     kaggle_slug: str | None = None
     figshare_article: int | None = None
     doi: str | None = None
     notes: str = ""
+    #: Other spellings ``get_dataset`` accepts.
     aliases: tuple[str, ...] = ()
 
     @property

@@ -2,15 +2,10 @@
 
 A dataset module defines its indexer, its layout check, its :class:`DatasetInfo`, its
 :class:`ClassRoles`, its subgroup attributes and its DataModule, and registers the
-DataModule::
-
-    @register_dataset("fracatlas")
-    class FracAtlasDataModule(FractureDataModule):
-        dataset_info = INFO
-        class_roles = ClassRoles.binary(negative="non_fractured", positive="fractured")
-        subgroup_attributes = ("region", "view", "hardware")
-        indexer = staticmethod(index_fracatlas)
-        layout_check = staticmethod(looks_like_fracatlas)
+DataModule with ``@register_dataset("<name>")``; the class attributes are documented on
+:class:`~fracture_lit.data.base.FractureDataModule`, and
+:mod:`fracture_lit.data.datasets.fracatlas` is a complete example (the README's "Add your
+own dataset" a minimal one).
 
 Its YAML (``conf/data/<name>.yaml``) names the class as ``_target_``. The built-in datasets
 are the modules of :mod:`fracture_lit.data.datasets`; every lookup here imports them all

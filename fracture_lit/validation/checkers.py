@@ -43,14 +43,43 @@ def get_value(cfg: Any, key: str) -> Any:
     return node
 
 
-def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+def _to_check(cfg: Any, key: str, optional: bool) -> Any:
+    """The value at ``key``, or :data:`MISSING` when there is nothing to check."""
+    value = get_value(cfg, key)
+    return MISSING if value is None and optional else value
+
+
+def _allowed(
+    noun: str,
+    low: float | None,
+    high: float | None,
+    low_open: bool = False,
+    high_open: bool = False,
+    *,
+    optional: bool = False,
+    extra: Sequence[int] = (),
+) -> str:
+    """What a number check allows, as the error message says it: 'an integer >= 1, or null'."""
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
-    return "any number"
+        text = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        text = f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        text = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        text = "any number"
+    text = f"{noun} {text}"
+    if extra:
+        text += f" (or {', '.join(str(e) for e in extra)})"
+    return text + (", or null" if optional else "")
+
+
+def _in_range(
+    number: float, low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> bool:
+    too_low = low is not None and (number <= low if low_open else number < low)
+    too_high = high is not None and (number >= high if high_open else number > high)
+    return not (too_low or too_high or number != number)  # NaN is never in range
 
 
 def check_int(
@@ -64,19 +93,12 @@ def check_int(
     fix: str = "",
 ) -> int | None:
     """An integer in [low, high] (or one of ``extra``); null only when ``optional``."""
-    value = get_value(cfg, key)
-    if value is MISSING or (value is None and optional):
+    value = _to_check(cfg, key, optional)
+    if value is MISSING:
         return None
-    allowed = f"an integer {_range_text(low, high, False, False)}"
-    if extra:
-        allowed += f" (or {', '.join(str(e) for e in extra)})"
-    if optional:
-        allowed += ", or null"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, value, f"must be {allowed}", fix)
-    if value in extra:
-        return value
-    if (low is not None and value < low) or (high is not None and value > high):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not is_int or (value not in extra and not _in_range(value, low, high, False, False)):
+        allowed = _allowed("an integer", low, high, optional=optional, extra=extra)
         raise ConfigError(key, value, f"must be {allowed}", fix)
     return value
 
@@ -93,28 +115,22 @@ def check_float(
     fix: str = "",
 ) -> float | None:
     """A number in the given range; null only when ``optional``."""
-    value = get_value(cfg, key)
-    if value is MISSING or (value is None and optional):
+    value = _to_check(cfg, key, optional)
+    if value is MISSING:
         return None
-    allowed = f"a number {_range_text(low, high, low_open, high_open)}"
-    if optional:
-        allowed += ", or null"
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or not _in_range(float(value), low, high, low_open, high_open):
+        allowed = _allowed("a number", low, high, low_open, high_open, optional=optional)
         raise ConfigError(key, value, f"must be {allowed}", fix)
-    number = float(value)
-    too_low = low is not None and (number <= low if low_open else number < low)
-    too_high = high is not None and (number >= high if high_open else number > high)
-    if too_low or too_high or number != number:  # NaN is never in range
-        raise ConfigError(key, value, f"must be {allowed}", fix)
-    return number
+    return float(value)
 
 
 def check_choice(
     cfg: Any, key: str, choices: Sequence[Any], *, optional: bool = False, fix: str = ""
 ) -> Any:
     """One of ``choices`` (the nearest one suggested); null only when ``optional``."""
-    value = get_value(cfg, key)
-    if value is MISSING or (value is None and optional):
+    value = _to_check(cfg, key, optional)
+    if value is MISSING:
         return None
     if value not in choices:
         close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)

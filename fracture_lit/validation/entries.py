@@ -68,6 +68,14 @@ def validate_train(cfg: DictConfig) -> None:
         check_writable_dir(cfg.data.cache_dir, "data.cache_dir")
 
 
+def _check_output(cfg: Any, entry: str) -> None:
+    """``output=<file>`` when given, else the entry's folder under ``paths.output_dir``."""
+    if get_value(cfg, "output") not in (MISSING, None):
+        check_writable_file(cfg.output, "output")
+    else:
+        check_writable_dir(cfg.paths.output_dir, f"paths.output_dir (the {entry} folder)")
+
+
 def _check_threshold(cfg: Any) -> None:
     check_float(cfg, "threshold", 0.0, 1.0, optional=True, fix="null uses the checkpoint's.")
 
@@ -104,10 +112,7 @@ def validate_predict(cfg: DictConfig) -> None:
     ):
         raise ConfigError("window", window, "must be [centre, width] with width > 0, or null")
     check_int(cfg, "max_image_pixels", 1, optional=True)
-    if get_value(cfg, "output") not in (MISSING, None):
-        check_writable_file(cfg.output, "output")
-    else:
-        check_writable_dir(cfg.paths.output_dir, "paths.output_dir (the predict folder)")
+    _check_output(cfg, "predict")
 
 
 def validate_export(cfg: DictConfig) -> None:
@@ -117,10 +122,7 @@ def validate_export(cfg: DictConfig) -> None:
     check_bool(cfg, "check")
     check_int(cfg, "batch_size", 1)
     check_float(cfg, "atol", 0.0, low_open=True)
-    if get_value(cfg, "output") not in (MISSING, None):
-        check_writable_file(cfg.output, "output")
-    else:
-        check_writable_dir(cfg.paths.output_dir, "paths.output_dir (the export folder)")
+    _check_output(cfg, "export")
 
 
 def validate_audit(cfg: DictConfig) -> None:

@@ -12,23 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.data import folders
 from fracture_lit.data.base import FractureDataModule
 from fracture_lit.data.class_roles import ClassRoles, check_class_list
 from fracture_lit.data.dataset_info import DatasetInfo, DatasetLayoutError
-from fracture_lit.data.folders import (
-    SPLIT_FOLDER_NAMES,
-    absolute,
-    finish_index,
-    is_split_parent,
-    locate_root,
-    norm,
-    pick_classes,
-    require_dir,
-    scan_class_dir,
-    sorted_names,
-    subdirs,
-    visible_children,
-)
 from fracture_lit.data.registry import register_dataset
 from fracture_lit.data.samples import DatasetIndex, Sample
 
@@ -59,7 +46,7 @@ INFO = DatasetInfo(
 
 
 def looks_like_bone_break(p: Path) -> bool:
-    return sum(is_split_parent(s) for s in subdirs(p)) >= 2
+    return sum(folders.is_split_parent(s) for s in folders.subdirs(p)) >= 2
 
 
 def index_bone_break(
@@ -73,17 +60,17 @@ def index_bone_break(
     ``ValueError`` listing the available ones. ``given_split`` is ``train``/``test`` from the
     ``Train``/``Test`` folder.
     """
-    root = absolute(root)
-    require_dir(root, INFO)
+    root = folders.absolute(root)
+    folders.require_dir(root, INFO)
 
-    root = locate_root(root, looks_like_bone_break)
-    class_dirs = {d.name: d for d in subdirs(root) if is_split_parent(d)}
+    root = folders.locate_root(root, looks_like_bone_break)
+    class_dirs = {d.name: d for d in folders.subdirs(root) if folders.is_split_parent(d)}
     if not class_dirs:
         raise DatasetLayoutError(
             root, "no '<Class name>/Train/' or '<Class name>/Test/' folders.", INFO
         )
-    available = sorted_names(class_dirs)
-    chosen = pick_classes(available, classes, root, what="bone-break class")
+    available = folders.sorted_names(class_dirs)
+    chosen = folders.pick_classes(available, classes, root, what="bone-break class")
     if len(set(chosen)) != len(chosen):
         raise ValueError(f"Duplicate class names in {classes}")
 
@@ -93,16 +80,16 @@ def index_bone_break(
         if name not in chosen:
             skipped.append((str(class_dirs[name]), "class not selected"))
     for label, name in enumerate(chosen):
-        for split_dir in subdirs(class_dirs[name]):
-            split = SPLIT_FOLDER_NAMES.get(norm(split_dir.name))
+        for split_dir in folders.subdirs(class_dirs[name]):
+            split = folders.SPLIT_FOLDER_NAMES.get(folders.norm(split_dir.name))
             if split is None:
                 skipped.append((str(split_dir), "unknown split folder (expected Train/Test)"))
                 continue
-            scan_class_dir(split_dir, label, split, samples, skipped)
-        for entry in visible_children(class_dirs[name]):
+            folders.scan_class_dir(split_dir, label, split, samples, skipped)
+        for entry in folders.visible_children(class_dirs[name]):
             if entry.is_file():
                 skipped.append((str(entry), "file outside Train/ and Test/"))
-    return finish_index(samples, chosen, skipped, root, INFO)
+    return folders.finish_index(samples, chosen, skipped, root, INFO)
 
 
 @register_dataset("bone_break")

@@ -12,18 +12,10 @@ import csv
 import os
 from pathlib import Path
 
+from fracture_lit.data import folders
 from fracture_lit.data.base import FractureDataModule
 from fracture_lit.data.class_roles import ClassRoles
 from fracture_lit.data.dataset_info import DatasetInfo, DatasetLayoutError
-from fracture_lit.data.folders import (
-    absolute,
-    child_dir,
-    finish_index,
-    has_any_dir,
-    locate_root,
-    require_dir,
-    scan_class_dir,
-)
 from fracture_lit.data.registry import register_dataset
 from fracture_lit.data.samples import DatasetIndex, Sample
 
@@ -85,8 +77,8 @@ def _meta(row: dict[str, str]) -> dict[str, object]:
 
 
 def looks_like_fracatlas(p: Path) -> bool:
-    images = child_dir(p, "images")
-    return images is not None and child_dir(images, "Fractured") is not None
+    images = folders.child_dir(p, "images")
+    return images is not None and folders.child_dir(images, "Fractured") is not None
 
 
 def index_fracatlas(root: str | os.PathLike[str]) -> DatasetIndex:
@@ -98,18 +90,18 @@ def index_fracatlas(root: str | os.PathLike[str]) -> DatasetIndex:
     ``csv_fractured``). csv rows without a file are listed in ``skipped``. FracAtlas ships
     no split, so ``given_split`` is ``None``.
     """
-    root = absolute(root)
-    require_dir(root, INFO)
+    root = folders.absolute(root)
+    folders.require_dir(root, INFO)
 
-    root = locate_root(root, looks_like_fracatlas, has_any_dir(("images",)))
-    images = child_dir(root, "images")
+    root = folders.locate_root(root, looks_like_fracatlas, folders.has_any_dir(("images",)))
+    images = folders.child_dir(root, "images")
     if images is None:
         raise DatasetLayoutError(root, "no 'images/' folder.", INFO)
-    folders = {
-        "non_fractured": child_dir(images, "Non_fractured"),
-        "fractured": child_dir(images, "Fractured"),
+    class_dirs = {
+        "non_fractured": folders.child_dir(images, "Non_fractured"),
+        "fractured": folders.child_dir(images, "Fractured"),
     }
-    for name, folder in folders.items():
+    for name, folder in class_dirs.items():
         if folder is None:
             raise DatasetLayoutError(images, f"no '{name.capitalize()}/' folder in images/.", INFO)
     csv_path = next((p for p in root.iterdir() if p.name.casefold() == "dataset.csv"), None)
@@ -125,7 +117,7 @@ def index_fracatlas(root: str | os.PathLike[str]) -> DatasetIndex:
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     for label, name in enumerate(classes):
-        scan_class_dir(folders[name], label, None, samples, skipped)  # type: ignore[arg-type]
+        folders.scan_class_dir(class_dirs[name], label, None, samples, skipped)  # type: ignore[arg-type]
 
     seen: set[str] = set()
     for sample in samples:
@@ -135,7 +127,7 @@ def index_fracatlas(root: str | os.PathLike[str]) -> DatasetIndex:
             sample.notes = "not listed in dataset.csv"
             continue
         sample.meta = _meta(row)
-        folder_says = folders[classes[sample.label]].name  # type: ignore[union-attr]
+        folder_says = class_dirs[classes[sample.label]].name  # type: ignore[union-attr]
         if bool(sample.meta["csv_fractured"]) != bool(sample.label):
             sample.notes = (
                 f"csv says fractured={int(bool(sample.meta['csv_fractured']))}, "
@@ -143,7 +135,7 @@ def index_fracatlas(root: str | os.PathLike[str]) -> DatasetIndex:
             )
     for image_id in sorted(set(rows) - seen):
         skipped.append((f"{csv_path}:{image_id}", "listed in dataset.csv but no image file"))
-    return finish_index(samples, classes, skipped, root, INFO)
+    return folders.finish_index(samples, classes, skipped, root, INFO)
 
 
 @register_dataset("fracatlas")

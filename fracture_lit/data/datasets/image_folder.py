@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.data import folders
 from fracture_lit.data.base import FractureDataModule
 from fracture_lit.data.class_roles import (
     ClassRoles,
@@ -21,18 +22,6 @@ from fracture_lit.data.class_roles import (
     check_positive_class,
 )
 from fracture_lit.data.dataset_info import DatasetLayoutError
-from fracture_lit.data.folders import (
-    SPLIT_FOLDER_NAMES,
-    absolute,
-    finish_index,
-    norm,
-    pick_classes,
-    require_dir,
-    scan_class_dir,
-    sorted_names,
-    subdirs,
-    visible_children,
-)
 from fracture_lit.data.registry import register_dataset
 from fracture_lit.data.samples import DatasetIndex, Sample
 from fracture_lit.errors import ConfigError
@@ -59,18 +48,18 @@ def _split_folders(root: Path, top: list[Path], split_dirs: dict[str, str] | Non
         bad = {v for v in split_dirs.values() if v not in {"train", "val", "test"}}
         if bad:
             raise ValueError(f"split_dirs values must be train/val/test, got {sorted(bad)}")
-        by_key = {norm(d.name): d for d in top}
+        by_key = {folders.norm(d.name): d for d in top}
         split_map: dict[Path, str | None] = {}
         for folder, split in split_dirs.items():
-            d = by_key.get(norm(folder))
+            d = by_key.get(folders.norm(folder))
             if d is None:
                 raise DatasetLayoutError(
                     root, f"no '{folder}/' folder (from split_dirs).", None, LAYOUT
                 )
             split_map[d] = split
         return split_map
-    if all(norm(d.name) in SPLIT_FOLDER_NAMES for d in top):
-        return {d: SPLIT_FOLDER_NAMES[norm(d.name)] for d in top}
+    if all(folders.norm(d.name) in folders.SPLIT_FOLDER_NAMES for d in top):
+        return {d: folders.SPLIT_FOLDER_NAMES[folders.norm(d.name)] for d in top}
     return {root: None}
 
 
@@ -90,9 +79,9 @@ def index_image_folder(
     ``[negative, positive]`` by name (fractured/abnormal/positive/yes... is positive) or by
     ``positive_class``, never by the alphabet; a class whose folders hold no image is refused.
     """
-    root = absolute(root)
-    require_dir(root, None, LAYOUT)
-    top = subdirs(root)
+    root = folders.absolute(root)
+    folders.require_dir(root, None, LAYOUT)
+    top = folders.subdirs(root)
     if not top:
         raise DatasetLayoutError(root, "no sub-folders (one per class expected).", None, LAYOUT)
     split_map = _split_folders(root, top, split_dirs)
@@ -100,9 +89,9 @@ def index_image_folder(
     class_dirs: dict[str, list[tuple[Path, str | None]]] = {}
     skipped: list[tuple[str, str]] = []
     for parent, split in split_map.items():
-        for d in subdirs(parent):
+        for d in folders.subdirs(parent):
             class_dirs.setdefault(d.name, []).append((d, split))
-        for entry in visible_children(parent):
+        for entry in folders.visible_children(parent):
             if entry.is_file():
                 skipped.append((str(entry), "file outside the class folders"))
     if split_dirs is not None:
@@ -110,10 +99,10 @@ def index_image_folder(
             (str(d), "folder not named in split_dirs") for d in top if d not in split_map
         )
 
-    available = sorted_names(class_dirs)
+    available = folders.sorted_names(class_dirs)
     if not available:
         raise DatasetLayoutError(root, "no class folders found.", None, LAYOUT)
-    chosen = pick_classes(available, classes, root)
+    chosen = folders.pick_classes(available, classes, root)
     chosen = _binary_classes(chosen, positive_class, root, given=classes is not None)
 
     samples: list[Sample] = []
@@ -122,19 +111,19 @@ def index_image_folder(
             skipped.extend((str(d), "class not selected") for d, _ in class_dirs[name])
     for label, name in enumerate(chosen):
         for d, split in class_dirs[name]:
-            scan_class_dir(d, label, split, samples, skipped)
+            folders.scan_class_dir(d, label, split, samples, skipped)
     found = {s.label for s in samples}
     empty = [name for label, name in enumerate(chosen) if label not in found]
     if empty:
-        folders = ", ".join(str(d) for name in empty for d, _ in class_dirs[name])
+        listed = ", ".join(str(d) for name in empty for d, _ in class_dirs[name])
         raise DatasetLayoutError(
             root,
-            f"class folder {folders} holds no image: it would be a class with no examples. "
+            f"class folder {listed} holds no image: it would be a class with no examples. "
             "Remove it, or list the classes to use with data.classes=[...].",
             None,
             LAYOUT,
         )
-    return finish_index(samples, chosen, skipped, root, None, LAYOUT)
+    return folders.finish_index(samples, chosen, skipped, root, None, LAYOUT)
 
 
 def _binary_classes(

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
+from fracture_lit.data import folders
 from fracture_lit.data.base import FractureDataModule
 from fracture_lit.data.class_roles import ClassRoles
 from fracture_lit.data.dataset_info import DatasetInfo
-from fracture_lit.data.folders import BINARY_CLASSES, has_dirs, index_binary_splits
 from fracture_lit.data.registry import register_dataset
 from fracture_lit.data.samples import DatasetIndex
 
@@ -50,7 +50,7 @@ def index_multiregion(root: str | os.PathLike[str]) -> DatasetIndex:
     1 means fractured in every dataset). ``given_split`` comes from the folder; ``val/`` and
     ``test/`` may be missing (the splitter carves them from train).
     """
-    return index_binary_splits(root, INFO, ("train",), ("val", "test"))
+    return folders.index_binary_splits(root, INFO, ("train",), ("val", "test"))
 
 
 @register_dataset("multiregion")
@@ -58,6 +58,6 @@ class MultiRegionDataModule(FractureDataModule):
     """Bone Fracture Multi-Region X-ray Data: ``{train,val,test}/{fractured,not fractured}``."""
 
     dataset_info = INFO
-    class_roles = ClassRoles.binary(*BINARY_CLASSES)
+    class_roles = ClassRoles.binary(*folders.BINARY_CLASSES)
     indexer = staticmethod(index_multiregion)
-    layout_check = staticmethod(has_dirs(("train",)))
+    layout_check = staticmethod(folders.has_dirs(("train",)))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
+from fracture_lit.data import folders
 from fracture_lit.data.base import FractureDataModule
 from fracture_lit.data.class_roles import ClassRoles
 from fracture_lit.data.dataset_info import DatasetInfo
-from fracture_lit.data.folders import BINARY_CLASSES, has_dirs, index_binary_splits
 from fracture_lit.data.registry import register_dataset
 from fracture_lit.data.samples import DatasetIndex
 
@@ -43,7 +43,7 @@ def index_xray_fracture(root: str | os.PathLike[str]) -> DatasetIndex:
     split, so use a ``test_fraction`` (carved from train) or report on val. A ``test/``
     folder, if a later release adds one, is indexed as test.
     """
-    return index_binary_splits(root, INFO, ("train", "val"), ("test",))
+    return folders.index_binary_splits(root, INFO, ("train", "val"), ("test",))
 
 
 @register_dataset("xray_fracture")
@@ -51,6 +51,6 @@ class XrayFractureDataModule(FractureDataModule):
     """Paper B's "Fracture Detection Using X-ray Images": ``{train,val}/{fractured,...}``."""
 
     dataset_info = INFO
-    class_roles = ClassRoles.binary(*BINARY_CLASSES)
+    class_roles = ClassRoles.binary(*folders.BINARY_CLASSES)
     indexer = staticmethod(index_xray_fracture)
-    layout_check = staticmethod(has_dirs(("train", "val")))
+    layout_check = staticmethod(folders.has_dirs(("train", "val")))
