@@ -28,8 +28,7 @@ def run(cfg: DictConfig) -> None:
     from fracture_lit.serving.model_card import ModelCard, run_folder_of
     from fracture_lit.serving.predictor import Predictor
     from fracture_lit.serving.uploads import UploadLimits
-    from fracture_lit.validation import validate_serve
-    from fracture_lit.validation.checkers import check_bool, check_int
+    from fracture_lit.validation import check_bool, check_int, validate_serve
 
     validate_serve(cfg)
     check_int(cfg, "max_files", 1)

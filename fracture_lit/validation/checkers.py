@@ -17,18 +17,6 @@ from omegaconf import DictConfig
 
 from fracture_lit.errors import ConfigError, OutputNotWritableError
 
-__all__ = [
-    "MISSING",
-    "check_bool",
-    "check_choice",
-    "check_float",
-    "check_int",
-    "check_path_exists",
-    "check_writable_dir",
-    "check_writable_file",
-    "get_value",
-]
-
 #: What :func:`get_value` returns for a key the config does not have.
 MISSING = object()
 
