@@ -174,8 +174,8 @@ def score_images(
     import torch
     from torch.utils.data import DataLoader
 
-    from fracture_lit.data.base import CachedImageDataset, collate_images
     from fracture_lit.data.cache import build_cache
+    from fracture_lit.data.image_datasets import CachedImageDataset, collate_images
     from fracture_lit.inference.pipeline import InputPipeline, predict_probs
 
     pipeline = InputPipeline(settings)

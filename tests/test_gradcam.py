@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fracture_lit.data.input_settings import InputSettings
-from fracture_lit.data.synthetic import render_radiograph
+from fracture_lit.data.synthetic.render import render_radiograph
 from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.inference.pipeline import InputPipeline, predict_probs
 from fracture_lit.models.module import FractureClassifier

@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import WandbLogger
 from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.evaluation.scoring import score_all_subgroups
+from fracture_lit.evaluation.subgroups import SUBGROUP_ATTRIBUTES
 from fracture_lit.inference.pipeline import InputPipeline
 from fracture_lit.inference.split import predict_split
 from fracture_lit.results.folders import SUBGROUPS_NAME, write_metrics
@@ -103,16 +104,19 @@ class ReviewCallback(Callback):
                 target_layer=self.target_layer,
             )
         self.written[split] = files
-        self._write_subgroups(pred, pl_module)
+        self._write_subgroups(pred, pl_module, datamodule)
         log.info("Review of %s written to %s", split, self.output_dir)
         if self.log_to_wandb:
             self._log_wandb(trainer, pred, files)
 
-    def _write_subgroups(self, pred: SplitPredictions, pl_module: L.LightningModule) -> None:
+    def _write_subgroups(
+        self, pred: SplitPredictions, pl_module: L.LightningModule, datamodule: object
+    ) -> None:
         """``review/<split>/subgroups.json``: n, sensitivity, specificity, AUROC with 95% CIs
-        per region / view / hardware, where the images record them (FracAtlas)."""
+        per subgroup attribute the dataset declares (FracAtlas: region, view, hardware)."""
         n_bootstrap = int(getattr(pl_module.hparams, "n_bootstrap", 1000))
-        scored = score_all_subgroups(pred, n_bootstrap=n_bootstrap)
+        attributes = getattr(datamodule, "subgroup_attributes", SUBGROUP_ATTRIBUTES)
+        scored = score_all_subgroups(pred, tuple(attributes), n_bootstrap=n_bootstrap)
         if scored:
             write_metrics(scored, self.output_dir / pred.split, SUBGROUPS_NAME)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fracture_lit.data.base import collate_images
+from fracture_lit.data.image_datasets import collate_images
 from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.inference.pipeline import predict_probs
 
