@@ -41,6 +41,7 @@ from fracture_lit.localization.scores import (
     THRESHOLD_SWEEP,
     ImageTarget,
     ScoreSettings,
+    is_flat,
     largest_boxes,
     score_heatmap,
 )
@@ -256,6 +257,7 @@ def localize_split(
         "heatmap_size": int(resolution),
         "decision_threshold": float(getattr(predictions, "threshold", float("nan"))),
         "n_regions": sum(len(regions[p].regions) for p in ids),
+        "n_flat": sum(is_flat(m) for m in maps),  # Grad-CAM found nothing: points nowhere
         "settings": asdict(settings),
     }
     if skipped:

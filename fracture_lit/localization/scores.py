@@ -38,6 +38,7 @@ __all__ = [
     "ImageTarget",
     "ScoreSettings",
     "box_iou",
+    "is_flat",
     "largest_boxes",
     "score_heatmap",
 ]
@@ -112,7 +113,8 @@ def _pointing(heatmap: np.ndarray, target: ImageTarget, tolerance_px: float) -> 
     return float(best >= -tolerance_px)
 
 
-def _is_flat(heatmap: np.ndarray) -> bool:
+def is_flat(heatmap: np.ndarray) -> bool:
+    """All values equal (Grad-CAM found nothing): the map points nowhere."""
     return float(heatmap.max()) - float(heatmap.min()) < _FLAT
 
 
@@ -123,7 +125,7 @@ def largest_boxes(heatmap: np.ndarray, fractions: Sequence[float]) -> list[np.nd
     is measured once; each box costs a connected-components pass.
     """
     heatmap = np.asarray(heatmap, dtype=np.float32)
-    if _is_flat(heatmap):
+    if is_flat(heatmap):
         return [None] * len(fractions)
     top = float(heatmap.max())
     return [_largest_box(heatmap >= f * top) for f in fractions]
@@ -144,7 +146,7 @@ def score_heatmap(
     mask = target.mask
     if heatmap.shape != mask.shape:
         raise ValueError(f"heatmap {heatmap.shape} and region mask {mask.shape} differ")
-    flat = _is_flat(heatmap)
+    flat = is_flat(heatmap)
     total = float(heatmap.sum())
     energy = float(heatmap[mask].sum()) / total if total > 0 and not flat else float(mask.mean())
     region = heatmap >= settings.threshold * float(heatmap.max())
