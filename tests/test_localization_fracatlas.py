@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from fracture_lit.data.datamodules import FracAtlasDataModule
+from fracture_lit.localization.files import load_heatmaps, load_per_image, save_heatmaps
 from fracture_lit.localization.geometry import InputGeometry
-from fracture_lit.localization.heatmaps import load_heatmaps, save_heatmaps
 from fracture_lit.localization.localize import (
     LocalizationSettings,
     SplitLocalization,
@@ -133,6 +133,8 @@ def check_against_recompute(result: SplitLocalization, folder: Path, coco_file: 
     ids, maps, meta = load_heatmaps(saved)
     assert ids == result.ids and np.array_equal(maps, result.heatmaps)
     assert meta["settings"]["tolerance_px"] == 15.0 and meta["split"] == result.split
+    for method in ("gradcam", "random", "centre"):  # what a sweep pairs jobs with
+        assert load_per_image(saved, "energy", method) == result.per_image("energy", method)
     again = recompute(saved, coco_file)
     model = result.methods["gradcam"]
     n = len(ids)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -18,9 +19,11 @@ from torch import nn
 from fracture_lit.data.datamodules import ImageFolderDataModule
 from fracture_lit.localization.localize import (
     LocalizationSettings,
+    SplitLocalization,
     localize_datamodule_split,
 )
 from fracture_lit.localization.regions import match_regions, read_coco_regions
+from fracture_lit.review.gradcam import OUTLINE_RGB, captioned_overlay
 from fracture_lit.review.predictions import predict_split
 from tests.localization_synthetic import write_marked_dataset
 
@@ -81,18 +84,17 @@ def trained(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict:
     return {"net": net, "datamodule": datamodule, "regions": regions}
 
 
-def _localize(trained: dict, split: str, settings: LocalizationSettings = SETTINGS) -> dict:
+def _localize(
+    trained: dict, split: str, settings: LocalizationSettings = SETTINGS
+) -> SplitLocalization:
     datamodule = trained["datamodule"]
     pred = predict_split(trained["net"], datamodule, split, datamodule.classes)
     assert (pred.predicted == pred.labels).mean() > 0.9  # it did learn the mark
-    result = localize_datamodule_split(
-        trained["net"], datamodule, pred, trained["regions"], settings
-    )
-    return result.block()
+    return localize_datamodule_split(trained["net"], datamodule, pred, trained["regions"], settings)
 
 
 def test_mark_inside_the_box_scores_far_above_random(trained: dict) -> None:
-    block = _localize(trained, "val")
+    block = _localize(trained, "val").block()
     assert block["n_images"] == 24 and block["n_regions"] == 24
     assert block["resize_mode"] == "letterbox" and block["settings"]["tolerance_px"] == 2.0
     assert block["explains"] == "fractured" and block["target_layer"]
@@ -108,7 +110,7 @@ def test_mark_inside_the_box_scores_far_above_random(trained: dict) -> None:
 
 
 def test_mark_outside_the_box_scores_far_below_random(trained: dict) -> None:
-    groups = _localize(trained, "test")["groups"]
+    groups = _localize(trained, "test").block()["groups"]
     model, random = groups["all"]["gradcam"], groups["all"]["random"]
     assert model["pointing"]["value"] <= 0.1
     assert model["pointing"]["high"] < random["pointing"]["value"]
@@ -117,6 +119,26 @@ def test_mark_outside_the_box_scores_far_below_random(trained: dict) -> None:
 
 def test_flip_tta_keeps_the_maps_on_the_mark(trained: dict) -> None:
     settings = LocalizationSettings(tolerance_px=2.0, n_bootstrap=0, tta="flip")
-    block = _localize(trained, "val", settings)
+    block = _localize(trained, "val", settings).block()
     assert block["settings"]["tta"] == "flip"
     assert block["groups"]["all"]["gradcam"]["pointing"]["value"] >= 0.8
+
+
+def test_panels_draw_the_regions_over_the_heatmap(trained: dict) -> None:
+    """The review's panel with the annotated box outlined where the model input has it."""
+    result = _localize(trained, "val", LocalizationSettings(n_bootstrap=0))
+    best = result.ranked("energy")[0]
+    image = trained["datamodule"].datasets["val"][0][0][0]  # any input-sized image
+    outline = result.outlines(best)
+    assert len(outline) == 1 and outline[0].shape == (4, 2)
+    heatmap = result.heatmaps[best].astype(np.float32)
+    plain = captioned_overlay(image, heatmap, "plain", min_side=96)
+    panel = captioned_overlay(image, heatmap, "outlined", min_side=96, outlines=outline)
+    changed = np.argwhere((panel != plain).any(axis=2))
+    changed = changed[changed[:, 0] >= 26]  # below the caption bar
+    assert (panel == OUTLINE_RGB).all(axis=2).sum() > 40
+    # The outline sits where the box is: letterboxed 96x64 -> 48, scaled 2x for the panel.
+    x0, y0, x1, y1 = (result.targets[best].boxes[0] * 2).tolist()
+    rows, cols = changed[:, 0] - 26, changed[:, 1] % (96 + 4)  # either half
+    assert rows.min() >= y0 - 2 and rows.max() <= y1 + 2
+    assert cols.min() >= x0 - 2 and cols.max() <= x1 + 2

@@ -8,22 +8,20 @@ sees. Images reach the network through a :data:`BatchSource`: the datamodule's o
 them). With ``tta=flip`` the map of the mirrored image is mirrored back and averaged in,
 as the prediction averages the two views.
 
-Maps are kept as float16 at input resolution; scores are computed from those float16
-values, so scoring the saved file again gives the same numbers.
+Maps are kept as float16 at input resolution (:mod:`.files`); scores are computed from
+those float16 values, so scoring the saved file again gives the same numbers.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from fracture_lit.localization.files import HEATMAP_DTYPE
 from fracture_lit.review.gradcam import CamExplainer
 
 __all__ = [
@@ -31,14 +29,11 @@ __all__ = [
     "HEATMAP_DTYPE",
     "compute_heatmaps",
     "datamodule_batches",
-    "load_heatmaps",
     "pipeline_batches",
-    "save_heatmaps",
 ]
 
 #: Normalised ``(B, C, S, S)`` float batch of the images at the given indices.
 BatchSource = Callable[[Sequence[int]], torch.Tensor]
-HEATMAP_DTYPE = np.float16
 
 
 def datamodule_batches(datamodule: Any, split: str) -> BatchSource:
@@ -96,28 +91,3 @@ def compute_heatmaps(
     if not out:
         return np.zeros((0, 0, 0), HEATMAP_DTYPE), target_layer or ""
     return np.concatenate(out), explainer.layer.name if explainer else ""
-
-
-def save_heatmaps(
-    path: str | Path, ids: Sequence[str], maps: np.ndarray, meta: dict[str, Any]
-) -> Path:
-    """One compressed ``.npz``: ``ids`` (image paths), ``heatmaps`` ``(N, S, S)`` and
-    ``meta`` (JSON: split, geometry settings, layer, class) to recompute the scores from."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as stream:
-        np.savez_compressed(
-            stream,
-            ids=np.array(list(ids), dtype=str),
-            heatmaps=np.asarray(maps, dtype=HEATMAP_DTYPE),
-            meta=np.array(json.dumps(meta)),
-        )
-    os.replace(tmp, path)  # a killed run leaves the old file or none, never half of one
-    return path
-
-
-def load_heatmaps(path: str | Path) -> tuple[list[str], np.ndarray, dict[str, Any]]:
-    """``(ids, heatmaps, meta)`` of a :func:`save_heatmaps` file (no pickle involved)."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        return [str(i) for i in data["ids"]], data["heatmaps"], json.loads(str(data["meta"]))

@@ -27,13 +27,13 @@ import numpy as np
 from torch import nn
 
 from fracture_lit.localization.baselines import BASELINES, centre_prior, random_heatmaps
+from fracture_lit.localization.files import heatmaps_file_name, save_heatmaps
 from fracture_lit.localization.geometry import InputGeometry
 from fracture_lit.localization.heatmaps import (
     BatchSource,
     compute_heatmaps,
     datamodule_batches,
     pipeline_batches,
-    save_heatmaps,
 )
 from fracture_lit.localization.regions import ImageRegions
 from fracture_lit.localization.scores import (
@@ -51,7 +51,6 @@ __all__ = [
     "LocalizationSettings",
     "Predictions",
     "SplitLocalization",
-    "heatmaps_file_name",
     "localize_datamodule_split",
     "localize_files",
     "localize_split",
@@ -59,11 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MODEL_METHOD = "gradcam"
-
-
-def heatmaps_file_name(split: str) -> str:
-    """The heatmaps file of a split in a run's review folder (to move to fracture_lit.layout)."""
-    return f"localization_{split}.npz"
 
 
 class Predictions(Protocol):
@@ -108,6 +102,7 @@ class SplitLocalization:
     heatmaps: np.ndarray  # (N, S, S) float16
     methods: dict[str, MethodScores]  # "gradcam", "random", "centre"
     info: dict[str, Any]  # settings, layer, explained class, geometry
+    targets: list[ImageTarget] = field(default_factory=list, repr=False)
     skipped: dict[str, int] = field(default_factory=dict)
     _block: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -138,11 +133,23 @@ class SplitLocalization:
         ]
 
     def save_heatmaps(self, folder: str | Path) -> Path:
-        """``<folder>/localization_<split>.npz``, with what recomputing the scores needs."""
+        """``<folder>/localization_<split>.npz``: heatmaps, per-image scores of every
+        method and what recomputing the scores needs (see :mod:`.files`)."""
         meta = {**self.info, "correct": self.correct.astype(int).tolist()}
         return save_heatmaps(
-            Path(folder) / heatmaps_file_name(self.split), self.ids, self.heatmaps, meta
+            Path(folder) / heatmaps_file_name(self.split),
+            self.ids,
+            self.heatmaps,
+            meta,
+            scores={name: scores.values for name, scores in self.methods.items()},
+            columns=IMAGE_SCORES,
         )
+
+    def outlines(self, position: int) -> list[np.ndarray]:
+        """The regions of image ``position`` as polygons in model-input pixels (for
+        panels: ``captioned_overlay(..., outlines=result.outlines(i))``)."""
+        target = self.targets[position]
+        return [target.geometry.to_input(p.reshape(-1, 2)) for p in target.polygons]
 
 
 def _explained(predictions: Predictions) -> np.ndarray:
@@ -269,6 +276,7 @@ def localize_split(
         heatmaps=maps,
         methods=_score_methods(maps, targets, ids, settings),
         info=info,
+        targets=targets,
         skipped=dict(skipped),
     )
 
