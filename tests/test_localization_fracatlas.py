@@ -37,6 +37,7 @@ from fracture_lit.localization.scores import ImageTarget, score_heatmap
 from fracture_lit.models.factory import create_backbone
 from fracture_lit.review.predictions import predict_split
 from tests.conftest import REAL_SMALL, compose_entry
+from tests.localization_data import fracatlas_with_regions, single_thread
 
 SETTINGS = LocalizationSettings(n_bootstrap=200)
 SCORES = ("pointing", "energy", "iou")
@@ -44,19 +45,13 @@ SCORES = ("pointing", "energy", "iou")
 
 @pytest.fixture(scope="module")
 def fracatlas(shared_data: Path) -> Path:
-    root = shared_data / "FracAtlas"
-    if default_regions_file(root) is None:
-        pytest.skip(f"{root} has no Annotations/COCO JSON (FracAtlas sample with regions)")
-    return root
+    return fracatlas_with_regions(shared_data)
 
 
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
-    """Two threads on two loaded cores were several times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with single_thread():
+        yield
 
 
 # ----------------------------------------------------------------- independent recompute

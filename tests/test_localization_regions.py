@@ -18,14 +18,12 @@ from fracture_lit.localization.regions import (
     match_regions,
     read_coco_regions,
 )
+from tests.localization_data import fracatlas_with_regions
 
 
 @pytest.fixture(scope="module")
 def fracatlas(shared_data: Path) -> Path:
-    root = shared_data / "FracAtlas"
-    if default_regions_file(root) is None:
-        pytest.skip(f"{root} has no Annotations/COCO JSON (FracAtlas sample with regions)")
-    return root
+    return fracatlas_with_regions(shared_data)
 
 
 def _images(root: Path) -> list[str]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fracture_lit.errors import ConfigError
 from fracture_lit.localization.baselines import centre_prior, random_heatmaps
 from fracture_lit.localization.geometry import InputGeometry
+from fracture_lit.localization.localize import LocalizationSettings
 from fracture_lit.localization.regions import ImageRegions, Region
 from fracture_lit.localization.scores import (
     THRESHOLD_SWEEP,
@@ -122,3 +124,12 @@ def test_summaries_have_intervals_from_ten_images() -> None:
     assert all(set(e) <= {"value", "threshold"} for e in summarize(few)["gradcam"].values())
     empty = {"gradcam": MethodScores(hits[:0], sweep[:0])}
     assert summarize(empty) == {}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("tolerance_px", -1.0), ("threshold", 1.5), ("tta", "rotate"), ("random_draws", 0)],
+)
+def test_bad_settings_name_the_key(setting: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^localization\.{setting}={value}: must"):
+        LocalizationSettings(**{setting: value})

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from torch import nn
 
+from fracture_lit.errors import ConfigError
 from fracture_lit.localization.baselines import BASELINES, centre_prior, random_heatmaps
 from fracture_lit.localization.files import heatmaps_file_name, save_heatmaps
 from fracture_lit.localization.geometry import InputGeometry
@@ -58,6 +59,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MODEL_METHOD = "gradcam"
+#: The heatmap methods of every table: the model's, then the baselines.
+METHODS: tuple[str, ...] = (MODEL_METHOD, *BASELINES)
 
 
 class Predictions(Protocol):
@@ -67,6 +70,7 @@ class Predictions(Protocol):
     class_names: list[str]
     paths: list[str]
     labels: np.ndarray
+    threshold: float  # the validation-chosen decision threshold ``predicted`` applies
 
     @property
     def predicted(self) -> np.ndarray: ...
@@ -87,9 +91,37 @@ class LocalizationSettings:
     seed: int = 0
     batch_size: int = 32
 
+    def __post_init__(self) -> None:
+        # Checked before any heatmap is made, naming the setting (config: localization.*).
+        checks = {
+            "tolerance_px": self.tolerance_px >= 0,
+            "threshold": 0 < self.threshold < 1,
+            "box_min_iou": 0 < self.box_min_iou <= 1,
+            "tta": self.tta in ("none", "flip"),
+            "random_draws": self.random_draws >= 1,
+            "centre_sigma": self.centre_sigma > 0,
+            "n_bootstrap": self.n_bootstrap >= 0,
+            "batch_size": self.batch_size >= 1,
+        }
+        for key, fine in checks.items():
+            if not fine:
+                raise ConfigError(f"localization.{key}", getattr(self, key), _LIMITS[key])
+
     @property
     def scoring(self) -> ScoreSettings:
         return ScoreSettings(self.tolerance_px, self.threshold, self.box_min_iou)
+
+
+_LIMITS = {
+    "tolerance_px": "must be >= 0 (original-image pixels; TorchRay uses 15)",
+    "threshold": "must lie between 0 and 1 (a fraction of the heatmap's maximum)",
+    "box_min_iou": "must lie in (0, 1]",
+    "tta": "must be none or flip",
+    "random_draws": "must be >= 1",
+    "centre_sigma": "must be > 0 (a fraction of the input side)",
+    "n_bootstrap": "must be >= 0 (0: no intervals)",
+    "batch_size": "must be >= 1",
+}
 
 
 @dataclass
@@ -188,11 +220,14 @@ def _score_methods(
     draw only (an unbiased estimate per image: each sweep costs 19 connected-component
     passes, and noise has many components).
     """
+    n, k, t = len(ids), len(IMAGE_SCORES), len(THRESHOLD_SWEEP)
+    if n == 0:
+        return {m: MethodScores(np.zeros((0, k)), np.zeros((0, t))) for m in METHODS}
     resolution = heatmaps.shape[-1]
     scoring = settings.scoring
     centre = centre_prior(resolution, settings.centre_sigma)
     centre_boxes = largest_boxes(centre, (scoring.threshold, *THRESHOLD_SWEEP))
-    values: dict[str, list[list[float]]] = {m: [] for m in (MODEL_METHOD, *BASELINES)}
+    values: dict[str, list[list[float]]] = {m: [] for m in METHODS}
     sweeps: dict[str, list[np.ndarray]] = {m: [] for m in values}
 
     def add(method: str, scored: list[tuple[dict[str, float], np.ndarray]]) -> None:
@@ -210,7 +245,6 @@ def _score_methods(
             ],
         )
         add("centre", [score_heatmap(centre, target, scoring, boxes=centre_boxes)])
-    n, k, t = len(ids), len(IMAGE_SCORES), len(THRESHOLD_SWEEP)
     return {
         m: MethodScores(np.array(values[m]).reshape(n, k), np.array(sweeps[m]).reshape(n, t))
         for m in values
@@ -251,18 +285,18 @@ def localize_split(
         image = regions[path]
         geometry = InputGeometry.of_image(image.width, image.height, image_size, resize_mode)
         targets.append(ImageTarget.build(image, geometry, resolution))
+    binary = len(predictions.class_names) == 2
     labels = np.asarray(predictions.labels)[chosen]
     correct = np.asarray(predictions.predicted)[chosen] == labels
-    classes = sorted({predictions.class_names[int(explained[i])] for i in chosen})
     info = {
         "split": predictions.split,
         "method": MODEL_METHOD,
         "target_layer": layer,
-        "explains": classes[0] if len(classes) == 1 else "labelled class",
+        "explains": predictions.class_names[1] if binary else "the labelled class",
         "image_size": int(image_size),
         "resize_mode": resize_mode,
         "heatmap_size": int(resolution),
-        "decision_threshold": float(getattr(predictions, "threshold", float("nan"))),
+        "decision_threshold": float(predictions.threshold),
         "n_regions": sum(len(regions[p].regions) for p in ids),
         "n_flat": sum(is_flat(m) for m in maps),  # Grad-CAM found nothing: points nowhere
         "settings": asdict(settings),

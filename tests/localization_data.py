@@ -1,4 +1,5 @@
-"""Synthetic marked images for the localization tests: the class is a mark, the region a box.
+"""Data for the localization tests: the FracAtlas sample's regions, and synthetic marked
+images whose class is a mark and whose region is a box.
 
 A bright disc makes an image "fractured", a dark disc of the same size "intact". The
 training images have the mark anywhere; validation has the fractured mark inside a known
@@ -10,10 +11,36 @@ region on validation and outside it on test.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import torch
+
+from fracture_lit.localization.regions import default_regions_file
+
+
+def fracatlas_with_regions(shared_data: Path) -> Path:
+    """The FracAtlas sample's root; skips the test when it carries no COCO regions."""
+    root = shared_data / "FracAtlas"
+    if default_regions_file(root) is None:
+        pytest.skip(f"{root} has no Annotations/COCO JSON (FracAtlas sample with regions)")
+    return root
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Two torch threads on two loaded cores ran the tiny models up to ten times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 WIDTH, HEIGHT = 96, 64  # non-square originals: the letterbox/resize geometry matters
 BOX = (8.0, 6.0, 34.0, 26.0)  # x, y, w, h in original pixels
