@@ -146,7 +146,6 @@ class SplitLocalization:
             self._block = {
                 **self.info,
                 "n_images": len(self.ids),
-                "n_regions": int(self.info.get("n_regions", 0)),
                 "skipped": dict(self.skipped),
                 "groups": summarize_groups(
                     self.methods, self.correct, settings["n_bootstrap"], settings["seed"]
