@@ -94,25 +94,39 @@ def _reduced_flag(path: str, size: int) -> int:
     return cv2.IMREAD_GRAYSCALE
 
 
+def square_placement(
+    height: int, width: int, size: int, mode: str = "resize"
+) -> tuple[int, int, int, int]:
+    """Where an image of ``height`` x ``width`` lands in the ``size`` x ``size`` input:
+    ``(top, left, rows, cols)`` of its content box.
+
+    :func:`fit_to_square` places every image with it, and the localization scores map the
+    radiologists' regions with it, so both follow one geometry that cannot drift apart.
+    """
+    if mode == "resize":
+        return 0, 0, size, size
+    if mode == "letterbox":
+        scale = size / max(height, width)
+        rows, cols = max(1, round(height * scale)), max(1, round(width * scale))
+        return (size - rows) // 2, (size - cols) // 2, rows, cols
+    raise ValueError(f"data.resize_mode={mode!r}; use one of {', '.join(RESIZE_MODES)}.")
+
+
 def fit_to_square(image: np.ndarray, size: int, mode: str = "resize") -> np.ndarray:
     """Resize to ``size`` x ``size``: a plain resize, or a letterbox keeping the aspect.
 
     There is no centre crop: paper D found it cut off fractures near the image corners.
     """
+    h, w = image.shape[:2]
+    top, left, rows, cols = square_placement(h, w, size, mode)
     if mode == "resize":
-        interp = cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_LINEAR
+        interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_LINEAR
         return cv2.resize(image, (size, size), interpolation=interp)
-    if mode == "letterbox":
-        h, w = image.shape[:2]
-        scale = size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (nw, nh), interpolation=interp)
-        out = np.zeros((size, size), dtype=np.uint8)
-        top, left = (size - nh) // 2, (size - nw) // 2
-        out[top : top + nh, left : left + nw] = resized
-        return out
-    raise ValueError(f"data.resize_mode={mode!r}; use one of {', '.join(RESIZE_MODES)}.")
+    interp = cv2.INTER_AREA if size / max(h, w) < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (cols, rows), interpolation=interp)
+    out = np.zeros((size, size), dtype=np.uint8)
+    out[top : top + rows, left : left + cols] = resized
+    return out
 
 
 def _decode_truncated(path: str, size: int) -> np.ndarray | None:

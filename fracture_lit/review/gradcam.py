@@ -185,15 +185,31 @@ def overlay(image: np.ndarray, cam: np.ndarray, image_weight: float = 0.55) -> n
     )
 
 
+OUTLINE_RGB = (0, 255, 0)  # the radiologists' regions: green reads over the jet colours
+
+
 def captioned_overlay(
-    image: np.ndarray, cam: np.ndarray, caption: str, min_side: int = 224
+    image: np.ndarray,
+    cam: np.ndarray,
+    caption: str,
+    min_side: int = 224,
+    outlines: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
-    """The image and its heatmap side by side, with a caption bar (RGB uint8)."""
+    """The image and its heatmap side by side, with a caption bar (RGB uint8).
+
+    ``outlines``: polygons ``(K, 2)`` in image pixels (the annotated fracture regions,
+    mapped to the model input) drawn on both halves, so a reader sees heatmap and truth.
+    """
     scale = max(1.0, min_side / image.shape[0])
     size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
     left = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
     left = np.repeat(left[..., None], 3, axis=2) if left.ndim == 2 else left
     right = cv2.resize(overlay(image, cam), size, interpolation=cv2.INTER_LINEAR)
+    if len(outlines):
+        # Pixel-edge coordinates to cv2's pixel centres, with 4 fractional bits.
+        fixed = [np.round((np.asarray(p) * scale - 0.5) * 16).astype(np.int32) for p in outlines]
+        for half in (left, right):
+            cv2.polylines(half, fixed, True, OUTLINE_RGB, 1, cv2.LINE_8, shift=4)
     panel = np.concatenate([left, np.full((size[1], 4, 3), 255, np.uint8), right], axis=1)
     bar = np.full((26, panel.shape[1], 3), 255, np.uint8)
     cv2.putText(bar, caption[:80], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
