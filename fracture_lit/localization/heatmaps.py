@@ -4,7 +4,7 @@ The maps come from :class:`fracture_lit.review.gradcam.CamExplainer`, the method
 default target layer of the review's panels, so a score describes the heatmaps a reader
 sees. Images reach the network through a :data:`BatchSource`: the datamodule's own split
 (training's review, eval: the cached pixels evaluation used) or an
-:class:`~fracture_lit.inference.InputPipeline` (predict: files as the checkpoint reads
+:class:`~fracture_lit.inference.pipeline.InputPipeline` (predict: files as the checkpoint reads
 them). With ``tta=flip`` the map of the mirrored image is mirrored back and averaged in,
 as the prediction averages the two views.
 
@@ -48,7 +48,7 @@ def datamodule_batches(datamodule: Any, split: str) -> BatchSource:
 
 
 def pipeline_batches(pipeline: Any, paths: Sequence[str]) -> BatchSource:
-    """Files read by an :class:`~fracture_lit.inference.InputPipeline` (predict, eval)."""
+    """Files read by an :class:`~fracture_lit.inference.pipeline.InputPipeline` (predict, eval)."""
 
     def load(indices: Sequence[int]) -> torch.Tensor:
         return pipeline.to_tensor([pipeline.read(paths[int(i)])[0] for i in indices])

@@ -95,7 +95,7 @@ def paired_difference(
     # folders stays free of torch until it has something to compare.
     import torch
 
-    from fracture_lit.metrics import bootstrap_cis
+    from fracture_lit.stats.bootstrap import bootstrap_cis
 
     ids = _aligned(job, reference)
     a = np.array([float(job[i]) for i in ids])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fracture_lit.localization.scores import IMAGE_SCORES, THRESHOLD_SWEEP
-from fracture_lit.metrics import bootstrap_cis
+from fracture_lit.stats.bootstrap import bootstrap_cis
 
 __all__ = [
     "GROUPS",
