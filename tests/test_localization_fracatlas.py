@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from fracture_lit.data.datasets.fracatlas import FracAtlasDataModule
+from fracture_lit.inference.split import predict_split
 from fracture_lit.localization.files import load_heatmaps, load_per_image, save_heatmaps
 from fracture_lit.localization.geometry import InputGeometry
 from fracture_lit.localization.localize import (
@@ -35,7 +36,6 @@ from fracture_lit.localization.regions import (
 )
 from fracture_lit.localization.scores import ImageTarget, score_heatmap
 from fracture_lit.models.factory import create_backbone
-from fracture_lit.inference.split import predict_split
 from tests.conftest import REAL_SMALL, compose_entry
 from tests.localization_data import fracatlas_with_regions, single_thread
 

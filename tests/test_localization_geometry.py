@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.inference.pipeline import InputPipeline
 from fracture_lit.localization.geometry import InputGeometry
-from fracture_lit.data.input_settings import InputSettings
 
 
 def _polygons(width: int, height: int, seed: int) -> list[np.ndarray]:

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 
 from fracture_lit.data.datasets.image_folder import ImageFolderDataModule
+from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.inference.pipeline import InputPipeline
+from fracture_lit.inference.split import predict_split
 from fracture_lit.localization.localize import (
     LocalizationSettings,
     SplitLocalization,
@@ -25,9 +27,7 @@ from fracture_lit.localization.localize import (
     localize_files,
 )
 from fracture_lit.localization.regions import match_regions, read_coco_regions
-from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.review.gradcam import OUTLINE_RGB, captioned_overlay
-from fracture_lit.inference.split import predict_split
 from tests.localization_data import single_thread, write_marked_dataset
 
 SETTINGS = LocalizationSettings(tolerance_px=2.0, n_bootstrap=300)
