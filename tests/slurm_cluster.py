@@ -1,4 +1,5 @@
-"""Helpers for the tests that submit to the real one-node SLURM cluster of `make slurm`."""
+"""Helpers for the tests that submit to the real SLURM cluster of `make slurm` (two virtual
+nodes on this machine)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,59 @@ def cancel(job_ids: list[str]) -> None:
     arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
     if arrays and shutil.which("scancel"):
         subprocess.run(["scancel", *arrays], capture_output=True, timeout=30, check=False)
+
+
+def job_nodes(job_id: str) -> list[str]:
+    """The nodes the scheduler's accounting (``sacct``) records for a job, one name each."""
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,NodeList", "-j", job_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    rows = dict(line.split("|", 1) for line in out.stdout.splitlines() if "|" in line)
+    hosts = subprocess.run(
+        ["scontrol", "show", "hostnames", rows[job_id]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return hosts.stdout.split()
+
+
+def usable_nodes() -> int:
+    """How many nodes of the cluster can run jobs now."""
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=20
+    )
+    states = dict(line.split() for line in out.stdout.splitlines() if line.strip())
+    return sum(state.rstrip("*~#") in ("idle", "mix", "alloc") for state in states.values())
+
+
+def scontrol(*args: str) -> None:
+    subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30, check=True)
+
+
+def queue_state(job_id: str) -> str:
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-j", job_id.split("_")[0], "-o", "%i %T %r"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] == job_id:
+            return " ".join(parts[1:])
+    return ""
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)

@@ -16,7 +16,14 @@ import pytest
 
 from fracture_lit.utils.slurm_jobs import unfinished_states
 from tests.conftest import TINY, run_cli
-from tests.slurm_cluster import cancel, require_cluster, wait_for_record
+from tests.slurm_cluster import (
+    cancel,
+    queue_state,
+    require_cluster,
+    scontrol,
+    wait_for_record,
+    wait_until,
+)
 from tests.wandb_records import read_offline_run
 
 pytestmark = pytest.mark.slurm
@@ -153,33 +160,6 @@ def _states(sweep: Path) -> dict[str, str]:
     return {row["job"]: row["status"] for row in rows}
 
 
-def _scontrol(*args: str) -> None:
-    subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30, check=True)
-
-
-def _queue_state(job_id: str) -> str:
-    out = subprocess.run(
-        ["squeue", "-h", "-r", "-t", "all", "-j", job_id.split("_")[0], "-o", "%i %T %r"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if parts and parts[0] == job_id:
-            return " ".join(parts[1:])
-    return ""
-
-
-def _wait(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
-
-
 def _comparable(summary: dict) -> dict:
     """What an uninterrupted and a resumed run must agree on exactly."""
     return {
@@ -216,18 +196,18 @@ def test_requeued_job_resumes_and_ends_as_if_uninterrupted(cluster, tmp_path, sy
     job_ids = [record[num]["slurm_job_id"] for num in ("0", "1")]
     requeued_job, requeued_dir = job_ids[1], sweep / "1"
     try:
-        _wait(
+        wait_until(
             lambda: (requeued_dir / "checkpoints" / "last.ckpt").is_file(),
             600,
             "job 1's first last.ckpt",
             poll=0.2,
         )
         assert not (requeued_dir / "metrics.json").is_file(), "job 1 ended before the requeue"
-        _scontrol("requeue", requeued_job)
+        scontrol("requeue", requeued_job)
         # SLURM holds a requeued job ~2 minutes (BeginTime); let it start at once.
-        _wait(lambda: "PENDING" in _queue_state(requeued_job), 120, "job 1 back in the queue")
-        _scontrol("update", f"jobid={requeued_job}", "starttime=now")
-        _wait(
+        wait_until(lambda: "PENDING" in queue_state(requeued_job), 120, "job 1 back in the queue")
+        scontrol("update", f"jobid={requeued_job}", "starttime=now")
+        wait_until(
             lambda: (
                 all((sweep / n / "metrics.json").is_file() for n in ("0", "1"))
                 and _metrics(requeued_dir)["status"] in ("done", "failed")
@@ -270,13 +250,13 @@ def test_sweep_survives_its_submitting_process_and_resumes(cluster, tmp_path, sy
     )
     sweep: Path | None = None
     try:
-        _wait(
+        wait_until(
             lambda: list((tmp_path / "multirun_outputs").glob("*/*/slurm_jobs.json")),
             300,
             "submission",
         )
         sweep = _only_sweep(tmp_path)
-        _wait(lambda: (sweep / "1").is_dir(), 600, "job 1 to start", poll=0.5)
+        wait_until(lambda: (sweep / "1").is_dir(), 600, "job 1 to start", poll=0.5)
         first.kill()
         first.wait(30)
         record = _record(sweep)
