@@ -47,8 +47,11 @@ def two_nodes() -> None:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    # The jobs inherit the submitting environment (sbatch --export=ALL).
-    return {"FRACTURE_LIT_ROOT": str(tmp_path), "HOME": str(tmp_path)}
+    """The jobs inherit the submitting environment (sbatch --export=ALL). One thread per
+    rank, as on a one-core node: Lightning otherwise gives each rank cpu_count / devices
+    threads (1 for two local processes, 2 for one process a node here), and a different
+    thread count sums in a different order (probabilities then differ by ~1e-5)."""
+    return {"FRACTURE_LIT_ROOT": str(tmp_path), "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
 
 
 def _metrics(folder: Path) -> dict:
@@ -103,24 +106,38 @@ def _job_ids(sweep: Path) -> dict[str, str]:
 
 
 def test_two_nodes_train_like_two_processes_on_one(two_nodes, tmp_path, synthetic_root) -> None:
+    """The same job as two processes on one node (local DDP) and as one process on each of
+    two SLURM nodes (srun, Lightning's SLURM environment): the same scores. The two run
+    at the same time (the SLURM job waits in the queue, then trains, while the local one
+    trains)."""
+    submit_log = tmp_path / "submit.log"
+    with submit_log.open("w") as log:
+        submitting = subprocess.Popen(
+            [sys.executable, *_sweep(tmp_path, synthetic_root)],
+            cwd=tmp_path,
+            env={**os.environ, **_env(tmp_path)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     one_node = tmp_path / "one_node"
-    reference = run_cli(
-        ["-m", "fracture_lit.train", f"data.root={synthetic_root}", *TINY, *ONE_NODE]
-        + [f"hydra.run.dir={one_node}"],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        timeout=900,
-    )
+    try:
+        reference = run_cli(
+            ["-m", "fracture_lit.train", f"data.root={synthetic_root}", *TINY, *ONE_NODE]
+            + [f"hydra.run.dir={one_node}"],
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            timeout=900,
+        )
+        returncode = submitting.wait(timeout=900)
+    finally:
+        if submitting.poll() is None:
+            submitting.kill()
     assert reference.returncode == 0, reference.stderr[-4000:]
-
-    result = run_cli(
-        _sweep(tmp_path, synthetic_root), cwd=tmp_path, env=_env(tmp_path), timeout=900
-    )
     sweep = _only_sweep(tmp_path)
     job_id = _job_ids(sweep)["0"]
-    if result.returncode != 0:
+    if returncode != 0:
         cancel([job_id])
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert returncode == 0, submit_log.read_text()[-4000:]
     job = sweep / "0"
     summary = _metrics(job)
     assert summary["status"] == "done", summary.get("error")
@@ -132,6 +149,8 @@ def test_two_nodes_train_like_two_processes_on_one(two_nodes, tmp_path, syntheti
     rank0 = (job / "train.log").read_text()
     rank1 = (job / "train_rank_1.log").read_text()
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in rank0 and "GLOBAL_RANK: 1, MEMBER: 2/2" in rank1
+    submitit = (sweep / ".submitit" / job_id / f"{job_id}_1_log.out").read_text()
+    assert "node=1(2), global_rank=1(2)" in submitit  # rank 1 ran on the second node
     assert len(list((job / "checkpoints").glob("epoch_*.ckpt"))) == 1
 
 
@@ -192,7 +211,9 @@ def test_two_node_job_requeued_mid_epoch_resumes_to_the_same_metrics(
             tmp_path,
             tmp_path / "synthetic48",
             "data.n_per_class=48",
-            "data.batch_size=4",  # many batches an epoch: the signal lands mid-epoch
+            # 10 batches of 3 an epoch on each rank (29 images; a last batch of 1 would
+            # fail in BatchNorm): the signal lands mid-epoch
+            "data.batch_size=6",
             "trainer.max_epochs=3",
             "tags=[plain],[requeued]",
             "hydra.launcher.detach=true",
@@ -207,7 +228,13 @@ def test_two_node_job_requeued_mid_epoch_resumes_to_the_same_metrics(
     job_ids, requeued_job, requeued = [ids["0"], ids["1"]], ids["1"], sweep / "1"
     last = requeued / "checkpoints" / "last.ckpt"
     try:
-        wait_until(last.is_file, 900, "job 1's first last.ckpt", poll=0.2)
+        wait_until(
+            lambda: last.is_file() or (requeued / "metrics.json").is_file(),
+            900,
+            "job 1's first last.ckpt",
+            poll=0.2,
+        )
+        assert not (requeued / "metrics.json").is_file(), _metrics(requeued).get("error")
         scontrol("requeue", requeued_job)
         # SLURM holds a requeued job ~2 minutes (BeginTime): the preemption checkpoint is
         # on disk by then; look at it, then let the job start at once.

@@ -40,6 +40,7 @@ def srun_env(ntasks: int, per_node: str | None, nodes: int, **extra: str) -> dic
         "SLURM_NNODES": str(nodes),
         "SLURM_JOB_NUM_NODES": str(nodes),
         "SLURM_PROCID": "0",
+        "SLURM_STEP_ID": "0",
     }
     if per_node is not None:
         env["SLURM_NTASKS_PER_NODE"] = per_node
@@ -145,6 +146,22 @@ def test_mismatches_are_refused(devices, num_nodes, env, expected) -> None:
     with pytest.raises(ConfigError) as error:
         check_allocation(trainer(devices, num_nodes), env)
     assert one_line(error.value) == f"Error: {expected}"
+
+
+def test_a_job_script_without_srun_is_refused() -> None:
+    """sbatch --ntasks-per-node=2 running python directly: only rank 0 would start."""
+    env = srun_env(2, "2", 1)
+    del env["SLURM_STEP_ID"]
+    with pytest.raises(ConfigError) as error:
+        check_allocation(trainer(2, 1), env)
+    assert one_line(error.value) == (
+        "Error: SLURM_NTASKS=2: this process runs in the job script itself, not under srun, "
+        "so the other 1 rank never starts. Start it with `srun python -m fracture_lit.train "
+        "...` (or submit with hydra/launcher=slurm)."
+    )
+    del env["SLURM_NTASKS_PER_NODE"]
+    env["SLURM_NTASKS"] = "1"
+    check_allocation(trainer(1, 1), env)  # one task: the job script may train itself
 
 
 def test_job_num_nodes_stands_in_for_nnodes() -> None:

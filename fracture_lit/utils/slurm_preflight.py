@@ -5,7 +5,8 @@ device and node, ``trainer.devices`` tasks on each of ``trainer.num_nodes`` node
 allocation says otherwise (``--ntasks-per-node`` vs ``devices``, ``--nodes`` vs
 ``num_nodes``, a total ``--ntasks`` that is neither) the ranks wait in process-group
 setup for peers that never come (Lightning #19883, #20391), or each task trains alone
-into the same run folder. :func:`slurm_preflight` refuses that with one line naming both
+into the same run folder; a job script that runs Python without ``srun`` starts rank 0
+alone, which then waits for the rest. :func:`slurm_preflight` refuses that with one line naming both
 values and the fix, then gives every rank rank 0's starting checkpoint
 (``fracture_lit.utils.slurm_ranks``): under SLURM the ranks are separate processes that do
 not inherit rank 0's resume decision the way Lightning's local DDP children do.
@@ -64,6 +65,8 @@ class Allocation:
     nodes: int | None
     per_node: tuple[int, ...] | None
     per_node_text: str | None
+    #: Started by srun (a job step), not by the batch script itself.
+    in_step: bool = True
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Allocation:
@@ -74,6 +77,7 @@ class Allocation:
             nodes=int(nodes) if nodes else None,
             per_node=tuple(expand_tasks_per_node(text)) if text else None,
             per_node_text=text,
+            in_step="SLURM_STEP_ID" in environ or "SLURM_STEPID" in environ,
         )
 
 
@@ -97,6 +101,16 @@ def allocation_mismatch(devices: Any, num_nodes: int, allocation: Allocation) ->
     """Why ``allocation`` cannot run ``trainer.devices`` x ``trainer.num_nodes`` DDP
     processes (one line naming both values and the fix), or None when it can."""
     count = device_count(devices)
+    if allocation.ntasks > 1 and not allocation.in_step:
+        others = allocation.ntasks - 1
+        return ConfigError(
+            "SLURM_NTASKS",
+            allocation.ntasks,
+            f"this process runs in the job script itself, not under srun, so the other "
+            f"{_plural(others, 'rank')} never {'starts' if others == 1 else 'start'}",
+            "Start it with `srun python -m fracture_lit.train ...` (or submit with "
+            "hydra/launcher=slurm).",
+        )
     if allocation.nodes is not None and allocation.nodes != num_nodes:
         return ConfigError(
             "trainer.num_nodes",
