@@ -263,3 +263,10 @@ def test_a_done_job_is_left_to_rank_zero_only_under_resume_auto(tmp_path: Path) 
     assert not done_before_start(tmp_path, "auto")
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "done"}))
     assert done_before_start(tmp_path, "auto") and not done_before_start(tmp_path, "never")
+
+
+def test_a_rank_that_never_hears_from_rank_zero_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="need one folder: hydra.run.dir=<folder>"):
+        share_start_checkpoint(
+            run_cfg(tmp_path), srun_env(2, "1", 2, SLURM_PROCID="1"), timeout=0.3, poll=0.05
+        )

@@ -78,8 +78,9 @@ def share_start_checkpoint(
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"rank {rank} waited {timeout:.0f}s for rank 0's start in "
-                f"{start_record_path(folder)}: rank 0 never got to training; see its log "
-                "in the run folder"
+                f"{start_record_path(folder)}: rank 0 never got to training in this folder "
+                "(see its log there). Ranks started by hand with srun need one folder: "
+                "hydra.run.dir=<folder>"
             )
         time.sleep(poll)
         record = _read(folder)
