@@ -24,9 +24,11 @@ from tests.conftest import TINY, run_cli
 from tests.slurm_cluster import (
     cancel,
     job_nodes,
-    queue_state,
+    only_sweep,
+    requeue_after_first_checkpoint,
     require_cluster,
-    scontrol,
+    submission,
+    submit_detached,
     usable_nodes,
     wait_for_record,
     wait_until,
@@ -95,16 +97,6 @@ def _sweep(tmp_path: Path, data_root: Path, *overrides: str) -> list[str]:
     ]
 
 
-def _only_sweep(tmp_path: Path) -> Path:
-    [sweep] = list((tmp_path / "multirun_outputs").glob("*/*"))
-    return sweep
-
-
-def _job_ids(sweep: Path) -> dict[str, str]:
-    record = json.loads((sweep / "slurm_jobs.json").read_text())
-    return {num: job["slurm_job_id"] for num, job in record.items()}
-
-
 def test_two_nodes_train_like_two_processes_on_one(two_nodes, tmp_path, synthetic_root) -> None:
     """The same job as two processes on one node (local DDP) and as one process on each of
     two SLURM nodes (srun, Lightning's SLURM environment): the same scores. The two run
@@ -133,8 +125,8 @@ def test_two_nodes_train_like_two_processes_on_one(two_nodes, tmp_path, syntheti
         if submitting.poll() is None:
             submitting.kill()
     assert reference.returncode == 0, reference.stderr[-4000:]
-    sweep = _only_sweep(tmp_path)
-    job_id = _job_ids(sweep)["0"]
+    sweep = only_sweep(tmp_path)
+    job_id = submission(sweep)["0"]["slurm_job_id"]
     if returncode != 0:
         cancel([job_id])
     assert returncode == 0, submit_log.read_text()[-4000:]
@@ -206,7 +198,7 @@ def test_two_node_job_requeued_mid_epoch_resumes_to_the_same_metrics(
     just after its first checkpoint. Both ranks stop after the same batch mid-epoch, the
     checkpoint holds both ranks' states, SLURM starts the job again, both ranks resume from
     it (rank 1 takes rank 0's choice), and it ends with job 0's metrics."""
-    result = run_cli(
+    sweep, job_ids = submit_detached(
         _sweep(
             tmp_path,
             tmp_path / "synthetic48",
@@ -218,31 +210,16 @@ def test_two_node_job_requeued_mid_epoch_resumes_to_the_same_metrics(
             "tags=[plain],[requeued]",
             "hydra.launcher.detach=true",
         ),
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        timeout=300,
+        tmp_path,
+        _env(tmp_path),
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    sweep = _only_sweep(tmp_path)
-    ids = _job_ids(sweep)
-    job_ids, requeued_job, requeued = [ids["0"], ids["1"]], ids["1"], sweep / "1"
+    requeued_job, requeued = job_ids[1], sweep / "1"
     last = requeued / "checkpoints" / "last.ckpt"
     try:
-        wait_until(
-            lambda: last.is_file() or (requeued / "metrics.json").is_file(),
-            900,
-            "job 1's first last.ckpt",
-            poll=0.2,
+        # While the job waits in the queue, its preemption checkpoint is on disk.
+        checkpoint = requeue_after_first_checkpoint(
+            requeued_job, requeued, lambda: torch.load(last, map_location="cpu", weights_only=True)
         )
-        assert not (requeued / "metrics.json").is_file(), _metrics(requeued).get("error")
-        scontrol("requeue", requeued_job)
-        # SLURM holds a requeued job ~2 minutes (BeginTime): the preemption checkpoint is
-        # on disk by then; look at it, then let the job start at once.
-        wait_until(lambda: "PENDING" in queue_state(requeued_job), 120, "job 1 requeued")
-        ranks = torch.load(last, map_location="cpu", weights_only=True)["callbacks"][
-            "ResumableTraining"
-        ]["ranks"]
-        scontrol("update", f"jobid={requeued_job}", "starttime=now")
         wait_until(
             lambda: all(
                 (sweep / n / "metrics.json").is_file() and _metrics(sweep / n)["status"] == "done"
@@ -260,6 +237,7 @@ def test_two_node_job_requeued_mid_epoch_resumes_to_the_same_metrics(
         assert sorted(job_nodes(job_id)) == ["fracturelit1", "fracturelit2"]
     # Mid-epoch: each rank's own generators are in the checkpoint, and both stopped after
     # the same batch.
+    ranks = checkpoint["callbacks"]["ResumableTraining"]["ranks"]
     assert len(ranks) == 2 and all("rng" in own for own in ranks)
     rank0 = (requeued / "train.log").read_text()
     rank1 = (requeued / "train_rank_1.log").read_text()

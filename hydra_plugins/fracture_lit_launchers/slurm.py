@@ -52,7 +52,8 @@ ConfigStore.instance().store(
 
 
 class ResumableSlurmLauncher(SlurmLauncher):
-    """submitit's SLURM launcher with a submission record, adoption and ``detach``."""
+    """submitit's SLURM launcher with a submission record, adoption, ``detach`` and one
+    writer per multi-task job."""
 
     def __init__(self, detach: bool = False, **params: Any) -> None:
         super().__init__(**params)
@@ -92,7 +93,7 @@ class ResumableSlurmLauncher(SlurmLauncher):
         )
         if rank and done_before_start(folder, str(config.get("resume") or "auto")):
             log.info("%s is done: rank 0 keeps it, rank %d has nothing to join.", folder, rank)
-            return self._queued_return(sweep_overrides)
+            return self._empty_return(sweep_overrides)
         result = run_job(
             hydra_context=self.hydra_context,
             task_function=self.task_function,
@@ -188,12 +189,13 @@ class ResumableSlurmLauncher(SlurmLauncher):
                 ids,
                 sweep_dir,
             )
-            return [self._queued_return(job_overrides[num - initial_job_idx]) for num in order]
+            return [self._empty_return(job_overrides[num - initial_job_idx]) for num in order]
         return [jobs[num].results()[0] for num in order]
 
     @staticmethod
-    def _queued_return(overrides: Sequence[str]) -> JobReturn:
-        """What the sweeper gets for a job left running: no result yet, and no error."""
+    def _empty_return(overrides: Sequence[str]) -> JobReturn:
+        """No result and no error: what the sweeper gets for a job left running (detach),
+        and what a rank other than 0 returns (submitit hands the sweeper rank 0's)."""
         result = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
         result.return_value = None
         return result
