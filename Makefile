@@ -69,7 +69,7 @@ browser: $(STAMP) ## Debian's chromium (apt-get, sudo when not root) + Playwrigh
 	@$(PY) -c "import playwright.sync_api" \
 		|| { echo "make browser: playwright is missing from $(VENV); run make install" >&2; exit 1; }
 
-slurm: ## One-node SLURM cluster on this machine for the `slurm` tests (root or sudo; .ci/slurm_up.sh)
+slurm: ## Two-node SLURM cluster on this machine for the `slurm` tests (root or sudo; .ci/slurm_up.sh)
 	bash .ci/slurm_up.sh
 
 lint: $(STAMP) ## ruff check + format check

@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# A real one-node SLURM cluster on this machine, for the `slurm` tests (`make slurm`).
+# A real two-node SLURM cluster on this one machine, for the `slurm` tests (`make slurm`).
 #
 # Installs Debian's slurmctld, slurmd and munge (plus slurmdbd and MariaDB for accounting,
-# so `sacct` knows how jobs ended), writes a configuration for this machine's cores and
-# memory (what `slurmd -C` reports), starts the daemons directly (containers have no
-# systemd) and waits until `sinfo` shows the node idle. Idempotent: when the cluster is
-# already up with this configuration it returns in about a second.
+# so `sacct` knows how jobs ended), writes a configuration of $SLURM_NODES virtual nodes
+# (fracturelit1, fracturelit2, ...: one core each and an equal share of the memory
+# `slurmd -C` reports), starts the daemons directly (containers have no systemd): one
+# `slurmd -N <node>` per node, each on its own port with its own pid file, log and spool
+# folder (Debian's slurmd is built with multiple-slurmd support), and waits until `sinfo`
+# shows every node idle. The node names resolve to the loopback (/etc/hosts): Lightning
+# takes the DDP master address from the job's first node name. Idempotent: when the
+# cluster is already up with this configuration it returns in about a second; a cluster
+# of another shape (the earlier one-node one) is reconfigured and restarted.
 #
 # Environment:
 #   SLURM_ACCOUNTING=auto|none   auto (default): slurmdbd + MariaDB; if that cannot start,
 #                                the cluster still comes up with the job completion log
 #                                (/var/log/slurm/jobcomp.log) as the scheduler's record.
 #   SLURM_PARTITION=debug        name of the one partition.
+#   SLURM_NODES=2                number of virtual nodes.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -24,7 +30,10 @@ fi
 
 ACCOUNTING=${SLURM_ACCOUNTING:-auto}
 PARTITION=${SLURM_PARTITION:-debug}
+NODE_COUNT=${SLURM_NODES:-2}
 CLUSTER=fracturelit
+NODE_PREFIX=fracturelit
+FIRST_SLURMD_PORT=6821
 CONF_DIR=/etc/slurm
 LOG_DIR=/var/log/slurm
 JOBCOMP_LOG=$LOG_DIR/jobcomp.log
@@ -150,10 +159,20 @@ fi
 
 # ---------------------------------------------------------------- slurm.conf
 host=$(hostname -s)
-# This machine as slurmd sees it: CPUs, sockets, cores, threads, RealMemory.
-node_line=$(slurmd -C | head -1 | sed -e "s/^NodeName=[^ ]*/NodeName=$host/")
-cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<< "$node_line")
-real_mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<< "$node_line")
+nodes=()
+for i in $(seq 1 "$NODE_COUNT"); do nodes+=("$NODE_PREFIX$i"); done
+node_range="$NODE_PREFIX[1-$NODE_COUNT]"
+[ "$NODE_COUNT" -gt 1 ] || node_range=${nodes[0]}
+# This machine as slurmd sees it; each node declares one core and an equal share of the
+# memory (declaring less than the hardware has is allowed: the node registers as is).
+real_mem=$(slurmd -C | head -1 | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+node_mem=$((real_mem / NODE_COUNT))
+node_lines=""
+for i in $(seq 1 "$NODE_COUNT"); do
+    node_lines+="NodeName=${nodes[$((i - 1))]} NodeHostname=$host NodeAddr=127.0.0.1"
+    node_lines+=" Port=$((FIRST_SLURMD_PORT + i - 1)) CPUs=1 Boards=1 SocketsPerBoard=1"
+    node_lines+=" CoresPerSocket=1 ThreadsPerCore=1 RealMemory=$node_mem State=UNKNOWN"$'\n'
+done
 if [ "$ACCOUNTING" = auto ]; then
     accounting="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
@@ -165,7 +184,8 @@ JobAcctGatherType=jobacct_gather/none"
 fi
 conf=$(
     cat <<EOF
-# One-node cluster for fracture_lit's tests, written by .ci/slurm_up.sh (make slurm).
+# $NODE_COUNT-node cluster on one machine for fracture_lit's tests, written by
+# .ci/slurm_up.sh (make slurm).
 ClusterName=$CLUSTER
 SlurmctldHost=$host
 SlurmUser=root
@@ -179,29 +199,40 @@ SwitchType=switch/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=$((real_mem / cpus))
+DefMemPerCPU=$node_mem
 ReturnToService=2
 JobRequeue=1
 # A requeued or cancelled job gets this long between SIGTERM and SIGKILL to checkpoint.
 KillWait=30
 SlurmctldPidFile=/run/slurm/slurmctld.pid
-SlurmdPidFile=/run/slurm/slurmd.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
+# One slurmd per node on this machine (slurmd -N <node>): %n keeps their files apart.
+SlurmdPidFile=/run/slurm/slurmd-%n.pid
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
+SlurmdSpoolDir=/var/spool/slurmd/%n
 # The scheduler's own record of every finished job (state, exit code, times), kept even
 # without slurmdbd.
 JobCompType=jobcomp/filetxt
 JobCompLoc=$JOBCOMP_LOG
 $accounting
-$node_line State=UNKNOWN
-PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
+${node_lines%$'\n'}
+PartitionName=$PARTITION Nodes=$node_range Default=YES MaxTime=INFINITE State=UP
 EOF
 )
+
+# ---------------------------------------------------------------- node names -> loopback
+# Lightning's SLURM environment takes the DDP master address from the first node name.
+for node in "${nodes[@]}"; do
+    if [ "$(getent hosts "$node" | awk '{print $1; exit}')" != 127.0.0.1 ]; then
+        say "adding '127.0.0.1 $node' to /etc/hosts"
+        echo "127.0.0.1 $node  # fracture_lit: make slurm" >> /etc/hosts
+    fi
+done
+
 restart=0
 if [ "$conf" != "$(cat $CONF_DIR/slurm.conf 2> /dev/null)" ]; then
-    say "writing $CONF_DIR/slurm.conf ($host: $cpus CPUs, ${real_mem} MB)"
+    say "writing $CONF_DIR/slurm.conf ($NODE_COUNT nodes on $host: 1 CPU and ${node_mem} MB each)"
     echo "$conf" > $CONF_DIR/slurm.conf
     restart=1
 fi
@@ -218,19 +249,30 @@ if ! running slurmctld; then
     spawn /usr/sbin/slurmctld -i
 fi
 wait_for 30 slurmctld scontrol ping
-if ! running slurmd; then
-    say "starting slurmd"
-    spawn /usr/sbin/slurmd
-fi
+slurmd_running() { pgrep -f "^/usr/sbin/slurmd -N $1\$" > /dev/null; }
+for node in "${nodes[@]}"; do
+    mkdir -p "/var/spool/slurmd/$node"
+    if ! slurmd_running "$node"; then
+        say "starting slurmd -N $node"
+        spawn /usr/sbin/slurmd -N "$node"
+    fi
+done
 
-node_state() { sinfo -h -N -n "$host" -o %t 2> /dev/null | head -1; }
-node_idle() { [[ "$(node_state)" =~ ^(idle|mix|alloc) ]]; }
-if ! wait_for 30 "node $host" node_idle; then
+node_states() { sinfo -h -N -o '%N %t' 2> /dev/null | sort -u; }
+nodes_idle() {
+    local states
+    states=$(node_states)
+    for node in "${nodes[@]}"; do
+        grep -Eq "^$node (idle|mix|alloc)" <<< "$states" || return 1
+    done
+}
+if ! wait_for 30 "nodes ${nodes[*]}" nodes_idle; then
     # A node that was down (an earlier slurmd died) needs telling that it is back.
-    scontrol update nodename="$host" state=resume 2> /dev/null || true
-    wait_for 30 "node $host" node_idle
+    scontrol update nodename="$node_range" state=resume 2> /dev/null || true
+    wait_for 30 "nodes ${nodes[*]}" nodes_idle
 fi
 mode="accounting: slurmdbd (sacct)"
 [ "$ACCOUNTING" = auto ] || mode="accounting: job completion log $JOBCOMP_LOG"
-say "cluster up in $(($(date +%s) - started))s: node $host $(node_state), partition $PARTITION, $mode"
+say "cluster up in $(($(date +%s) - started))s: nodes $node_range" \
+    "($(node_states | awk '{print $2}' | sort | uniq -c | xargs)), partition $PARTITION, $mode"
 sinfo

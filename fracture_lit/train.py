@@ -134,11 +134,13 @@ def instantiate_run(
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
     from fracture_lit.utils.gpu_pool import pin_local_gpus
+    from fracture_lit.utils.slurm_preflight import slurm_preflight
     from fracture_lit.validation import validate_train
 
     # First, before anything asks CUDA for devices: a parallel local sweep job's own GPUs.
     pinned_gpus = pin_local_gpus(cfg)
     validate_train(cfg)  # every value checked before data is indexed or a model built
+    slurm_preflight(cfg)  # SLURM's allocation vs the trainer, before any process group forms
     import lightning as L
     import torch
 

@@ -16,7 +16,16 @@ import pytest
 
 from fracture_lit.utils.slurm_jobs import unfinished_states
 from tests.conftest import TINY, run_cli
-from tests.slurm_cluster import cancel, require_cluster, wait_for_record
+from tests.slurm_cluster import (
+    cancel,
+    only_sweep,
+    requeue_after_first_checkpoint,
+    require_cluster,
+    submission,
+    submit_detached,
+    wait_for_record,
+    wait_until,
+)
 from tests.wandb_records import read_offline_run
 
 pytestmark = pytest.mark.slurm
@@ -51,16 +60,6 @@ def _sweep_args(synthetic_root: Path, *overrides: str) -> list[str]:
     ]
 
 
-def _only_sweep(tmp_path: Path) -> Path:
-    sweeps = list((tmp_path / "multirun_outputs").glob("*/*"))
-    assert len(sweeps) == 1, sweeps
-    return sweeps[0]
-
-
-def _record(sweep: Path) -> dict[str, dict]:
-    return json.loads((sweep / "slurm_jobs.json").read_text())
-
-
 def _metrics(job: Path) -> dict:
     return json.loads((job / "metrics.json").read_text())
 
@@ -72,8 +71,8 @@ def test_two_job_sweep_on_slurm(cluster, tmp_path, synthetic_root) -> None:
         env=_env(tmp_path),
         timeout=900,
     )
-    sweep = _only_sweep(tmp_path)
-    record = _record(sweep)
+    sweep = only_sweep(tmp_path)
+    record = submission(sweep)
     job_ids = [record[num]["slurm_job_id"] for num in ("0", "1")]
     if result.returncode != 0:
         cancel(job_ids)
@@ -109,8 +108,8 @@ def test_detached_sweep_returns_at_once_and_runs_on_without_it(
         timeout=300,
     )
     submit_s = time.time() - started
-    sweep = _only_sweep(tmp_path)
-    record = _record(sweep)
+    sweep = only_sweep(tmp_path)
+    record = submission(sweep)
     job_ids = [record[num]["slurm_job_id"] for num in ("0", "1")]
     try:
         assert result.returncode == 0, result.stderr[-4000:]
@@ -153,33 +152,6 @@ def _states(sweep: Path) -> dict[str, str]:
     return {row["job"]: row["status"] for row in rows}
 
 
-def _scontrol(*args: str) -> None:
-    subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=30, check=True)
-
-
-def _queue_state(job_id: str) -> str:
-    out = subprocess.run(
-        ["squeue", "-h", "-r", "-t", "all", "-j", job_id.split("_")[0], "-o", "%i %T %r"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    for line in out.stdout.splitlines():
-        parts = line.split()
-        if parts and parts[0] == job_id:
-            return " ".join(parts[1:])
-    return ""
-
-
-def _wait(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
-
-
 def _comparable(summary: dict) -> dict:
     """What an uninterrupted and a resumed run must agree on exactly."""
     return {
@@ -198,7 +170,7 @@ def test_requeued_job_resumes_and_ends_as_if_uninterrupted(cluster, tmp_path, sy
     """Two identical jobs (they differ only in a tag); job 1 is requeued with `scontrol
     requeue` after its first checkpoint. SLURM starts it again, it resumes from
     last.ckpt, and both end with the same metrics, and job 1 with a single W&B run id."""
-    result = run_cli(
+    sweep, job_ids = submit_detached(
         _sweep_args(
             tmp_path / "synthetic48",  # more images than the shared tiny set
             *LONGER,
@@ -206,28 +178,13 @@ def test_requeued_job_resumes_and_ends_as_if_uninterrupted(cluster, tmp_path, sy
             "hydra.launcher.detach=true",
             *NO_WANDB_LOGIN,
         ),
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        timeout=300,
+        tmp_path,
+        _env(tmp_path),
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    sweep = _only_sweep(tmp_path)
-    record = _record(sweep)
-    job_ids = [record[num]["slurm_job_id"] for num in ("0", "1")]
     requeued_job, requeued_dir = job_ids[1], sweep / "1"
     try:
-        _wait(
-            lambda: (requeued_dir / "checkpoints" / "last.ckpt").is_file(),
-            600,
-            "job 1's first last.ckpt",
-            poll=0.2,
-        )
-        assert not (requeued_dir / "metrics.json").is_file(), "job 1 ended before the requeue"
-        _scontrol("requeue", requeued_job)
-        # SLURM holds a requeued job ~2 minutes (BeginTime); let it start at once.
-        _wait(lambda: "PENDING" in _queue_state(requeued_job), 120, "job 1 back in the queue")
-        _scontrol("update", f"jobid={requeued_job}", "starttime=now")
-        _wait(
+        requeue_after_first_checkpoint(requeued_job, requeued_dir, timeout=600)
+        wait_until(
             lambda: (
                 all((sweep / n / "metrics.json").is_file() for n in ("0", "1"))
                 and _metrics(requeued_dir)["status"] in ("done", "failed")
@@ -270,16 +227,16 @@ def test_sweep_survives_its_submitting_process_and_resumes(cluster, tmp_path, sy
     )
     sweep: Path | None = None
     try:
-        _wait(
+        wait_until(
             lambda: list((tmp_path / "multirun_outputs").glob("*/*/slurm_jobs.json")),
             300,
             "submission",
         )
-        sweep = _only_sweep(tmp_path)
-        _wait(lambda: (sweep / "1").is_dir(), 600, "job 1 to start", poll=0.5)
+        sweep = only_sweep(tmp_path)
+        wait_until(lambda: (sweep / "1").is_dir(), 600, "job 1 to start", poll=0.5)
         first.kill()
         first.wait(30)
-        record = _record(sweep)
+        record = submission(sweep)
         job0_done = (sweep / "0" / "metrics.json").stat().st_mtime
         second = run_cli(
             [*args, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=_env(tmp_path), timeout=900
@@ -287,12 +244,12 @@ def test_sweep_survives_its_submitting_process_and_resumes(cluster, tmp_path, sy
         assert second.returncode == 0, second.stderr[-4000:]
     except BaseException:
         if sweep is not None and (sweep / "slurm_jobs.json").is_file():
-            cancel([job["slurm_job_id"] for job in _record(sweep).values()])
+            cancel([job["slurm_job_id"] for job in submission(sweep).values()])
         raise
     finally:
         if first.poll() is None:
             first.kill()
-    again = _record(sweep)
+    again = submission(sweep)
     # Job 2 was still queued behind job 1: adopted, not submitted a second time.
     assert again["2"]["slurm_job_id"] == record["2"]["slurm_job_id"]
     assert "already pending as SLURM job" in second.stderr + second.stdout

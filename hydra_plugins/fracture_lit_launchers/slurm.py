@@ -11,10 +11,16 @@ job; submitit owns requeueing on the warning signal):
   later collects what has finished and marks the rest pending or running;
 * running the same sweep again (``hydra.sweep.dir=<sweep folder>``) adopts the jobs still
   pending or running in the queue instead of submitting them a second time into the same
-  folders; the others are submitted again and continue as the resume policy says.
+  folders; the others are submitted again and continue as the resume policy says;
+* a multi-task job (``trainer.devices`` tasks on each of ``trainer.num_nodes`` nodes, the
+  DDP ranks SLURM starts) has one writer: ranks other than 0 run the same job in the same
+  folder without Hydra's ``.hydra/`` files, log to ``<job name>_rank_<n>.log`` (as
+  Lightning's local DDP children do), take rank 0's starting checkpoint
+  (``fracture_lit.utils.slurm_ranks``) and leave a job that is already done to rank 0.
 """
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +28,10 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, setup_globals
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 log = logging.getLogger("fracture_lit.slurm")
 
@@ -46,11 +52,57 @@ ConfigStore.instance().store(
 
 
 class ResumableSlurmLauncher(SlurmLauncher):
-    """submitit's SLURM launcher with a submission record, adoption and ``detach``."""
+    """submitit's SLURM launcher with a submission record, adoption, ``detach`` and one
+    writer per multi-task job."""
 
     def __init__(self, detach: bool = False, **params: Any) -> None:
         super().__init__(**params)
         self.detach = bool(detach)
+
+    def __call__(
+        self,
+        sweep_overrides: list[str],
+        job_dir_key: str,
+        job_num: int,
+        job_id: str,
+        singleton_state: dict[type, Singleton],
+    ) -> JobReturn:
+        """One task of the SLURM job (submitit unpickles the launcher and calls this)."""
+        import submitit
+        from hydra.core.hydra_config import HydraConfig
+
+        from fracture_lit.utils.slurm_ranks import done_before_start, record_rank_zero_end
+
+        assert self.hydra_context is not None and self.config is not None
+        assert self.task_function is not None
+        environment = submitit.JobEnvironment()
+        rank = environment.global_rank
+        overrides = list(sweep_overrides)
+        if rank:
+            name = f"{self.config.hydra.job.name}_rank_{rank}"
+            overrides += ["hydra.output_subdir=null", f"hydra.job.name={name}"]
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(config.hydra.job):
+            config.hydra.job.id = environment.job_id
+            config.hydra.job.num = job_num
+        HydraConfig.instance().set_config(config)
+        folder = Path(str(OmegaConf.select(config, job_dir_key))) / str(
+            OmegaConf.select(config, "hydra.sweep.subdir")
+        )
+        if rank and done_before_start(folder, str(config.get("resume") or "auto")):
+            log.info("%s is done: rank 0 keeps it, rank %d has nothing to join.", folder, rank)
+            return self._empty_return(sweep_overrides)
+        result = run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=config,
+            job_dir_key=job_dir_key,
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        record_rank_zero_end(folder, os.environ)
+        return result
 
     def _executor(self) -> Any:
         """submitit's executor with this config's parameters (as the parent class builds it)."""
@@ -137,12 +189,13 @@ class ResumableSlurmLauncher(SlurmLauncher):
                 ids,
                 sweep_dir,
             )
-            return [self._queued_return(job_overrides[num - initial_job_idx]) for num in order]
+            return [self._empty_return(job_overrides[num - initial_job_idx]) for num in order]
         return [jobs[num].results()[0] for num in order]
 
     @staticmethod
-    def _queued_return(overrides: Sequence[str]) -> JobReturn:
-        """What the sweeper gets for a job left running: no result yet, and no error."""
+    def _empty_return(overrides: Sequence[str]) -> JobReturn:
+        """No result and no error: what the sweeper gets for a job left running (detach),
+        and what a rank other than 0 returns (submitit hands the sweeper rank 0's)."""
         result = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED)
         result.return_value = None
         return result
