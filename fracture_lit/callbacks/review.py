@@ -107,12 +107,13 @@ class ReviewCallback(Callback):
         """``review/<split>/subgroups.json``: n, sensitivity, specificity, AUROC with 95% CIs
         per region / view / hardware, where the images record them (FracAtlas)."""
         from fracture_lit.evaluation import score_all_subgroups
-        from fracture_lit.results.folders import SUBGROUPS_NAME, write_metrics
+        from fracture_lit.layout import ReviewLayout
+        from fracture_lit.results.folders import write_json
 
         n_bootstrap = int(getattr(pl_module.hparams, "n_bootstrap", 1000))
         scored = score_all_subgroups(pred, n_bootstrap=n_bootstrap)
         if scored:
-            write_metrics(scored, self.output_dir / pred.split, SUBGROUPS_NAME)
+            write_json(scored, ReviewLayout(self.output_dir).subgroups(pred.split))
 
     @staticmethod
     def _log_wandb(trainer: L.Trainer, pred: object, files: object) -> None:

@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from fracture_lit.config import register_resolvers
-from fracture_lit.utils.sweep_resume import RECORD
+from fracture_lit.layout import SweepLayout
 
 __all__ = ["RecordSweepCommand", "WriteSweepReport"]
 
@@ -32,7 +32,7 @@ class RecordSweepCommand(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         register_resolvers()
         try:
-            record = Path(str(config.hydra.sweep.dir)) / RECORD
+            record = SweepLayout(str(config.hydra.sweep.dir)).resume_record
             if record.is_file():
                 return
             record.parent.mkdir(parents=True, exist_ok=True)

@@ -24,14 +24,14 @@ from rich.table import Table
 
 from fracture_lit.data.grouping import HashCache
 from fracture_lit.data.leakage import KINDS, SPLIT_PAIRS, audit_leakage
+from fracture_lit.layout import RunLayout
 from fracture_lit.validation import validate_audit
 
-__all__ = ["JSON_NAME", "SPLIT_MODES", "TEXT_NAME", "audit", "run"]
+__all__ = ["SPLIT_MODES", "audit", "run"]
 
 log = logging.getLogger("fracture_lit.audit")
 
 SPLIT_MODES = ("given", "ours")
-JSON_NAME, TEXT_NAME = "leakage_audit.json", "leakage_audit.txt"
 
 
 def _rich_tables(report: Any, show_groups: int) -> list[Table]:
@@ -154,10 +154,11 @@ def audit(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
         "skipped_files": [list(item) for item in datamodule.index.skipped],
         **report.to_dict(),
     }
-    json_path = output_dir / JSON_NAME
+    written = RunLayout(output_dir)
+    json_path = written.leakage_json
     json_path.write_text(json.dumps(result, indent=2))
     table = report.format_table()
-    (output_dir / TEXT_NAME).write_text(
+    written.leakage_text.write_text(
         f"dataset: {datamodule.dataset_name} ({datamodule.root})\nsplit: {audited}\n\n{table}\n"
     )
 
@@ -165,7 +166,9 @@ def audit(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     console.print(f"split audited: {audited}")
     for rich_table in _rich_tables(report, int(cfg.audit.get("show_groups", 5))):
         console.print(rich_table)
-    console.print(f"Report written to {json_path} (table: {TEXT_NAME})", soft_wrap=True)
+    console.print(
+        f"Report written to {json_path} (table: {written.leakage_text.name})", soft_wrap=True
+    )
     return result
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.data.splits import SPLITS
 from fracture_lit.errors import ConfigError
+from fracture_lit.layout import RunLayout
 from fracture_lit.models.loading import match_classes
 from fracture_lit.review.predictions import SplitPredictions, predict_split
 
@@ -27,15 +28,15 @@ log = logging.getLogger("fracture_lit.eval")
 
 
 def training_manifest(cfg: DictConfig, ckpt_path: Path) -> Path | None:
-    """The training run's split manifest, when ``cfg.data`` is the data it trained on."""
-    run_dir = ckpt_path.resolve().parent.parent
-    manifest, config = run_dir / "split_manifest.csv", run_dir / "config.yaml"
-    if not (manifest.is_file() and config.is_file()):
+    """The training run's split manifest, when ``cfg.data`` is the data it trained on (None
+    for a checkpoint outside its run folder: :meth:`RunLayout.of_checkpoint`)."""
+    run = RunLayout.of_checkpoint(ckpt_path)
+    if run is None or not (run.split_manifest.is_file() and run.config.is_file()):
         return None
-    trained = OmegaConf.load(config).get("data", {})
+    trained = OmegaConf.load(run.config).get("data", {})
     same_kind = trained.get("_target_") == cfg.data.get("_target_")
     same_root = Path(str(trained.get("root", ""))).resolve() == Path(str(cfg.data.root)).resolve()
-    return manifest if same_kind and same_root else None
+    return run.split_manifest if same_kind and same_root else None
 
 
 def build_datamodule(cfg: DictConfig, settings: Any, ckpt_path: Path, *, first: bool = True) -> Any:

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fracture_lit.evaluation import score, score_all_subgroups
+from fracture_lit.layout import RunLayout
 from fracture_lit.models.ensemble import load_ensemble
 from fracture_lit.results.console import print_summary
 from fracture_lit.results.html_run import try_write_run_report
@@ -127,7 +128,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         results["subgroups"] = subgroups
     files = write_review(
         pred,
-        out_dir / "review",
+        RunLayout(out_dir).review.folder,
         # Heatmaps explain the first member (an average of heatmaps explains no network).
         net=first.model.net if cfg.gradcam.enabled else None,
         pipeline=ensemble.pipeline(first),

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.models.loading import load_checkpoint
 from fracture_lit.results.job_record import job_record
 from fracture_lit.tasks.onnx_model import (
@@ -27,18 +28,17 @@ from fracture_lit.tasks.onnx_model import (
 )
 from fracture_lit.validation import validate_export
 
-__all__ = ["FORMATS", "REPORT_NAME", "export", "run"]
+__all__ = ["FORMATS", "export", "run"]
 
 log = logging.getLogger("fracture_lit.export")
 
 FORMATS = ("onnx",)
-REPORT_NAME = "export.json"
 
 
 def _output_path(cfg: DictConfig) -> Path:
     output = cfg.get("output")
     if output in (None, ""):
-        return Path(cfg.paths.output_dir) / "model.onnx"
+        return RunLayout(cfg.paths.output_dir).onnx_model
     return Path(str(output)).expanduser()
 
 
@@ -79,9 +79,11 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         "exporter": exporter_name(bool(cfg.dynamo)),
     }
 
+    written = RunLayout.beside(path).export_report
+
     def write(record: dict[str, Any]) -> None:
         if record["status"] == "done" or path.parent.is_dir():
-            (path.parent / REPORT_NAME).write_text(json.dumps(record, indent=2) + "\n")
+            written.write_text(json.dumps(record, indent=2) + "\n")
 
     with job_record(report, write):
         log.info("Loading %s", cfg.ckpt_path)
@@ -136,7 +138,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         else:
             log.warning("check=false: the exported model was not compared with PyTorch.")
             report.update(max_abs_diff=None, atol=atol)
-    log.info("Wrote %s (%.2f MB) and %s", path, report["size_mb"], path.parent / REPORT_NAME)
+    log.info("Wrote %s (%.2f MB) and %s", path, report["size_mb"], written)
     return report
 
 

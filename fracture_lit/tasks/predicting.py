@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
 from fracture_lit.data.readers import list_inputs
+from fracture_lit.layout import RunLayout
 from fracture_lit.models.ensemble import load_ensemble
 from fracture_lit.review.panels import CamPanelWriter, cam_class
 from fracture_lit.validation import validate_predict
@@ -53,8 +54,8 @@ def _columns(class_names: Sequence[str]) -> list[str]:
 def predict(cfg: DictConfig) -> Path:
     """Write the CSV (rows in input order) and return its path."""
     validate_predict(cfg)
-    out_dir = Path(cfg.paths.output_dir)
-    out_csv = Path(cfg.output) if cfg.get("output") else out_dir / "predictions.csv"
+    out_dir = RunLayout(cfg.paths.output_dir)
+    out_csv = Path(cfg.output) if cfg.get("output") else out_dir.predict_csv
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     files = list_inputs(cfg.input)
     if not files:
@@ -75,7 +76,7 @@ def predict(cfg: DictConfig) -> Path:
     first = ensemble.members[0]
     names = list(settings.class_names)
     window = tuple(float(v) for v in cfg.window) if cfg.get("window") else None
-    cam_dir = out_dir / "gradcam"
+    cam_dir = out_dir.predict_gradcam
     # Heatmaps explain the first member (an average of heatmaps explains no network).
     panels = CamPanelWriter(first.model.net, cfg.gradcam.target_layer)
     n_ok = n_bad = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.results.folders import ReportError, is_run_folder
 from fracture_lit.results.html_run import write_run_report
 from fracture_lit.results.sweep_report import write_report
@@ -23,6 +24,7 @@ def report_folder(folder: Path, out: Path | None = None, html: bool = True) -> N
     if is_run_folder(folder):
         if not html:
             raise ReportError(f"{folder} is a run folder: --no-html leaves nothing to write")
-        print(f"Wrote {write_run_report(folder, out / 'report.html' if out else None)}")
+        target = RunLayout(out).report if out else None
+        print(f"Wrote {write_run_report(folder, target)}")
     else:
         write_report(folder, out=out, html=html)

@@ -27,6 +27,7 @@ from fracture_lit.callbacks.resume import (
     stop_for_requeue,
     trainer_plugins,
 )
+from fracture_lit.layout import RunLayout
 from fracture_lit.results.console import print_summary
 from fracture_lit.results.folders import write_metrics
 from fracture_lit.results.html_run import try_write_run_report
@@ -116,7 +117,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule, model, trainer, loggers = instantiate_run(cfg)
     if trainer.is_global_zero:
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        RunLayout(output_dir).config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 from fracture_lit.errors import UserError
+from fracture_lit.layout import SweepLayout
 
-RECORD = Path(".resume") / "sweep.json"
+#: ``.resume/sweep.json``, relative to the sweep folder.
+RECORD = SweepLayout.RESUME_RECORD
 _DROPPED = ("hydra.sweep.dir=", "hydra.mode=")
 
 
@@ -27,7 +29,7 @@ class NotASweepFolderError(UserError, FileNotFoundError):
 def resume_command(sweep_dir: str | Path, extra: list[str] | None = None) -> list[str]:
     """The command that finishes the sweep in ``sweep_dir`` (``extra`` overrides last)."""
     folder = Path(sweep_dir).resolve()
-    record = folder / RECORD
+    record = SweepLayout(folder).resume_record
     if not record.is_file():
         raise NotASweepFolderError(
             f"{folder} has no {RECORD} (written when a sweep starts): it is not a sweep "

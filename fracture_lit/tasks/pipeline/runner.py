@@ -14,10 +14,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.results.job_record import job_record
 from fracture_lit.tasks.pipeline.detector import load_detector, score_images, stage1_threshold
 from fracture_lit.tasks.pipeline.stage2_filter import (
-    SCORES_CSV,
     check_enough_passed,
     pass_counts,
     write_scores,
@@ -52,6 +52,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
     """
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunLayout(run_dir)
     common = _overrides(cfg.common)
     summary: dict[str, Any] = {
         "task_name": str(cfg.task_name),
@@ -76,8 +77,12 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
         if int(cfg.min_per_class) < 1:
             raise PipelineError(f"min_per_class={cfg.min_per_class}: must be at least 1.")
         # Both compose first: a bad stage-2 override fails before stage 1 trains.
-        stage1 = compose_stage("stage1", [*common, *_overrides(cfg.stage1)], run_dir / "stage1")
-        stage2 = compose_stage("stage2", [*common, *_overrides(cfg.stage2)], run_dir / "stage2")
+        stage1 = compose_stage(
+            "stage1", [*common, *_overrides(cfg.stage1)], folder.stage("stage1").folder
+        )
+        stage2 = compose_stage(
+            "stage2", [*common, *_overrides(cfg.stage2)], folder.stage("stage2").folder
+        )
 
         results1 = run_stage(stage1)
         summary["stage1"] = stage1_summary(stage1, results1)
@@ -116,7 +121,7 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
         counts = pass_counts(class_names, classes, passed)
         summary["detector_on_stage2"] = {
             **counts,
-            "scores_csv": str(run_dir / SCORES_CSV),
+            "scores_csv": str(folder.stage_scores),
             "subset_csv": str(subset),
         }
         check_enough_passed(counts, classes, scores, threshold, int(cfg.min_per_class))

@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.tasks.pipeline.stages import PipelineError
 
-__all__ = ["SCORES_CSV", "SUBSET_CSV", "check_enough_passed", "pass_counts", "write_scores"]
-
-SCORES_CSV = "stage1_scores_on_stage2.csv"
-SUBSET_CSV = "stage2_subset.csv"
+__all__ = ["check_enough_passed", "pass_counts", "write_scores"]
 
 
 def write_scores(
@@ -31,12 +29,13 @@ def write_scores(
 ) -> tuple[Path, list[bool]]:
     """Write every image's score and verdict, and the passed paths (stage 2's subset)."""
     passed = [not math.isnan(s) and s >= threshold for s in scores]
-    with (run_dir / SCORES_CSV).open("w", newline="", encoding="utf-8") as handle:
+    run = RunLayout(run_dir)
+    with run.stage_scores.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "class", "p_fractured", "passed"])
         for row in zip(paths, classes, scores, passed, strict=True):
             writer.writerow([row[0], row[1], f"{row[2]:.6f}", str(row[3]).lower()])
-    subset = run_dir / SUBSET_CSV
+    subset = run.stage_subset
     with subset.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path"])

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.tasks.pipeline.stages import Stage
 
 __all__ = ["end_to_end_estimate", "stage1_summary", "stage2_summary", "summary_table",
@@ -121,4 +122,4 @@ def summary_table(summary: dict[str, Any]) -> Any:
 def write_json(summary: dict[str, Any], run_dir: Path) -> None:
     """``pipeline.json``: what :func:`~.runner.run_pipeline` returns."""
     # Not sorted: per-class entries stay in label order, sections in pipeline order.
-    (run_dir / "pipeline.json").write_text(json.dumps(summary, indent=2))
+    RunLayout(run_dir).pipeline.write_text(json.dumps(summary, indent=2))
