@@ -15,12 +15,10 @@ from typing import Any
 
 import hydra
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fracture_lit.evaluation import score, score_all_subgroups
 from fracture_lit.layout import RunLayout
-from fracture_lit.models.ensemble import load_ensemble
 from fracture_lit.results.console import print_summary
 from fracture_lit.results.html_run import try_write_run_report
 from fracture_lit.results.job_record import job_record
@@ -28,6 +26,7 @@ from fracture_lit.results.paired import JobPredictions, compare
 from fracture_lit.review.artifacts import write_review
 from fracture_lit.review.predictions import SplitPredictions
 from fracture_lit.review.wandb_log import log_review
+from fracture_lit.tasks.checkpoints import configured_ensemble
 from fracture_lit.tasks.eval_inputs import member_predictions
 from fracture_lit.utils.environment import configure_wandb_mode
 from fracture_lit.validation import validate_eval
@@ -66,14 +65,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Predict, score and write the review of a checkpoint (or an ensemble) on one split."""
     validate_eval(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
-    ensemble = load_ensemble(
-        cfg.ckpt_path,
-        tta=cfg.get("tta", "none"),
-        threshold=cfg.get("threshold"),
-        device=device,
-        batch_size=int(cfg.batch_size),
-    )
+    ensemble = configured_ensemble(cfg)
     first = ensemble.members[0]
     for member in ensemble.members:
         log.info("Checkpoint %s: %s, classes %s", member.path, member.backbone, member.class_names)

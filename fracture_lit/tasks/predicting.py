@@ -16,14 +16,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
 from fracture_lit.data.readers import list_inputs
 from fracture_lit.layout import RunLayout
-from fracture_lit.models.ensemble import load_ensemble
 from fracture_lit.review.panels import CamPanelWriter, cam_class
+from fracture_lit.tasks.checkpoints import configured_ensemble
 from fracture_lit.validation import validate_predict
 
 __all__ = ["predict"]
@@ -63,15 +62,7 @@ def predict(cfg: DictConfig) -> Path:
             f"input={cfg.input}: no image or DICOM file found (suffixes .jpg .png .bmp .tif "
             ".dcm, or DICOM files without a suffix)."
         )
-    device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
-    ensemble = load_ensemble(
-        cfg.ckpt_path,
-        tta=cfg.get("tta", "none"),
-        threshold=cfg.get("threshold"),
-        device=device,
-        batch_size=int(cfg.batch_size),
-        max_pixels=cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS),
-    )
+    ensemble = configured_ensemble(cfg, max_pixels=cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS))
     settings = ensemble.settings
     first = ensemble.members[0]
     names = list(settings.class_names)
