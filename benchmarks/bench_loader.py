@@ -61,7 +61,7 @@ def _epoch(loader: Any) -> tuple[int, float, float]:
 
 
 def _datamodule(root: Path, cache_dir: Path, args: argparse.Namespace, cache: bool) -> Any:
-    from fracture_lit.data.datamodules import FracAtlasDataModule
+    from fracture_lit.data.datasets.fracatlas import FracAtlasDataModule
 
     # The training defaults of conf/data/_common.yaml + fracatlas.yaml, bar the size.
     return FracAtlasDataModule(
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    import fracture_lit.data.datamodules  # noqa: F401 - imports are not part of any timing
+    import fracture_lit.data.datasets.fracatlas  # noqa: F401 - imports are not part of any timing
 
     torch.manual_seed(0)
     load_before = os.getloadavg()

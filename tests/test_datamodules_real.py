@@ -21,8 +21,9 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from fracture_lit.data.base import FractureDataModule, TooManyBadImagesError
-from fracture_lit.data.sources import DatasetLayoutError
+from fracture_lit.data.bad_files import TooManyBadImagesError
+from fracture_lit.data.base import FractureDataModule
+from fracture_lit.data.dataset_info import DatasetLayoutError
 from tests.conftest import REAL_SMALL, compose_train, run_cli
 
 FRACATLAS, MULTIREGION, BONE_BREAK = (

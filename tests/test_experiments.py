@@ -38,7 +38,7 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "A",
         {
             "resnet18": {
-                "data._target_": "fracture_lit.data.datamodules.MultiRegionDataModule",
+                "data._target_": "fracture_lit.data.datasets.multiregion.MultiRegionDataModule",
                 "data.image_size": 224,
                 "data.augment": "flip_rotate",
                 "data.normalize": "imagenet",
@@ -60,7 +60,7 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "B",
         {
             "xray_cnn_5m": {
-                "data._target_": "fracture_lit.data.datamodules.XrayFractureDataModule",
+                "data._target_": "fracture_lit.data.datasets.xray_fracture.XrayFractureDataModule",
                 "data.image_size": 224,
                 "data.normalize": "unit",
                 "data.batch_size": 32,
@@ -94,7 +94,7 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "C",
         {
             "inception_v3": {
-                "data._target_": "fracture_lit.data.datamodules.FracAtlasDataModule",
+                "data._target_": "fracture_lit.data.datasets.fracatlas.FracAtlasDataModule",
                 "data.image_size": 224,
                 "data.augment": ["rotate_zoom_flip", "brightness_contrast"],
                 "data.batch_size": 32,
@@ -114,7 +114,7 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "C",
         {
             "basic_cnn_52m": {
-                "data._target_": "fracture_lit.data.datamodules.BoneBreakDataModule",
+                "data._target_": "fracture_lit.data.datasets.bone_break.BoneBreakDataModule",
                 "data.classes": [
                     "Fracture Dislocation",
                     "Comminuted fracture",
@@ -157,7 +157,7 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "D",
         {
             "efficientnet_b6": {
-                "data._target_": "fracture_lit.data.datamodules.FracAtlasDataModule",
+                "data._target_": "fracture_lit.data.datasets.fracatlas.FracAtlasDataModule",
                 "data.augment": "none",
                 "data.preprocess": None,
                 "data.resize_mode": "resize",
@@ -176,7 +176,7 @@ EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "E",
         {
             "small_cnn_128": {
-                "data._target_": "fracture_lit.data.datamodules.FracAtlasDataModule",
+                "data._target_": "fracture_lit.data.datasets.fracatlas.FracAtlasDataModule",
                 "data.image_size": 128,
                 "data.normalize": "unit",
                 "data.batch_size": 32,

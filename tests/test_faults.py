@@ -29,8 +29,9 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from fracture_lit.data.cache import build_cache, cache_key
+from fracture_lit.data.dataset_info import DatasetLayoutError
+from fracture_lit.data.datasets.image_folder import index_image_folder
 from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS, check_image_pixels
-from fracture_lit.data.sources import DatasetLayoutError, index_image_folder
 from fracture_lit.errors import ConfigError, UserError, check_command_line
 from tests.conftest import QUICK_TRAINER, TINY, compose_entry, compose_train, run_cli
 
@@ -512,7 +513,7 @@ def test_bomb_header_is_refused_before_decoding(tmp_path: Path) -> None:
 
 
 def test_bomb_in_training_data_is_one_skipped_file(tmp_path: Path, caplog) -> None:
-    from fracture_lit.data.datamodules import ImageFolderDataModule
+    from fracture_lit.data.datasets.image_folder import ImageFolderDataModule
 
     root = tmp_path / "folder"
     write_pngs(root / "fractured", 70, seed=1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fracture_lit.data.synthetic import render_radiograph
+from fracture_lit.data.synthetic.render import render_radiograph
 from fracture_lit.inference import InputPipeline, predict_probs
 from fracture_lit.models.input_settings import InputSettings
 from fracture_lit.models.module import FractureClassifier

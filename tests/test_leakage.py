@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fracture_lit.data.datasets.bone_break import index_bone_break
+from fracture_lit.data.datasets.fracatlas import index_fracatlas
+from fracture_lit.data.datasets.multiregion import index_multiregion
 from fracture_lit.data.grouping import HashCache, assign_groups
 from fracture_lit.data.leakage import DuplicateGroup, audit_leakage
 from fracture_lit.data.samples import Sample
-from fracture_lit.data.sources import index_bone_break, index_fracatlas, index_multiregion
 from fracture_lit.data.splits import assign_splits
 
 

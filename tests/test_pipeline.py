@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fracture_lit.data.datamodules import ImageFolderDataModule
+from fracture_lit.data.datasets.image_folder import ImageFolderDataModule
 from fracture_lit.tasks.pipeline import (
     PipelineError,
     check_enough_passed,

@@ -9,22 +9,30 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import hydra
 import pytest
 
+from fracture_lit.config import CONFIG_DIR
 from fracture_lit.data import download
-from fracture_lit.data.samples import IMAGE_SUFFIXES
-from fracture_lit.data.sources import (
+from fracture_lit.data.base import FractureDataModule
+from fracture_lit.data.class_roles import ClassRoles
+from fracture_lit.data.dataset_info import DatasetLayoutError
+from fracture_lit.data.datasets.bone_break import index_bone_break
+from fracture_lit.data.datasets.fracatlas import index_fracatlas
+from fracture_lit.data.datasets.image_folder import index_image_folder
+from fracture_lit.data.datasets.multiregion import index_multiregion
+from fracture_lit.data.datasets.xray_fracture import index_xray_fracture
+from fracture_lit.data.registry import (
     DATASETS,
-    DatasetLayoutError,
+    dataset_class,
     find_dataset_root,
     get_dataset,
-    index_bone_break,
     index_dataset,
-    index_fracatlas,
-    index_image_folder,
-    index_multiregion,
-    index_xray_fracture,
+    register_dataset,
+    registered_datasets,
 )
+from fracture_lit.data.samples import IMAGE_SUFFIXES
+from tests.conftest import compose_train
 
 PAPER_C_CLASSES = ["Fracture Dislocation", "Comminuted fracture", "Pathological fracture"]
 
@@ -272,6 +280,76 @@ def test_registry() -> None:
     assert get_dataset("Bone-Break") is DATASETS["bone_break"]
     with pytest.raises(KeyError, match="known datasets"):
         get_dataset("mura")
+
+
+def test_every_data_config_names_its_registered_dataset(tmp_path: Path) -> None:
+    """conf/data/<name>.yaml and the module registered as <name> are the same dataset."""
+    registered = registered_datasets()
+    configs = sorted(p.stem for p in (CONFIG_DIR / "data").glob("[!_]*.yaml"))
+    assert configs == sorted(registered)
+    for name in configs:
+        cfg = compose_train([f"data={name}"], tmp_path)
+        cls = hydra.utils.get_class(cfg.data._target_)
+        assert cls is registered[name] and cls.dataset_name == name
+        assert cls.__module__ == f"fracture_lit.data.datasets.{name}"
+    # Run folders written before the registry name the old module: it still resolves.
+    old = hydra.utils.get_class("fracture_lit.data.datamodules.FracAtlasDataModule")
+    assert old is registered["fracatlas"]
+    assert registered["fracatlas"].subgroup_attributes == ("region", "view", "hardware")
+    assert all(registered[n].subgroup_attributes == () for n in configs if n != "fracatlas")
+
+
+def test_class_roles_agree_with_the_indexers(shared_data: Path) -> None:
+    cases = {
+        "fracatlas": "FracAtlas",
+        "multiregion": "bone-fracture-multi-region",
+        "bone_break": "bone-break-classification",
+    }
+    for name, folder in cases.items():
+        cls = dataset_class(name)
+        index = index_dataset(name, _dataset(shared_data, folder))
+        cls.class_roles.check(index.classes, name)
+        mapping = cls.class_roles.binary_map(index.classes)
+        if name == "bone_break":
+            assert mapping is None, "ten fracture subtypes have no intact class"
+        else:
+            assert mapping == {index.classes[0]: 0, index.classes[1]: 1}
+            assert cls.class_roles.positive == index.classes[1] == "fractured"
+    flat = ClassRoles.from_folders()
+    assert flat.binary_map(["no", "yes"]) == {"no": 0, "yes": 1}
+    assert flat.binary_map(["a", "b", "c"]) is None
+
+
+def test_register_dataset_refuses_what_it_cannot_use() -> None:
+    def index(root: str) -> None:
+        raise AssertionError("never indexed here")
+
+    with pytest.raises(TypeError, match="indexer"):
+
+        @register_dataset("test_no_indexer")
+        class NoIndexer(FractureDataModule):
+            pass
+
+    with pytest.raises(TypeError, match="subgroup_attributes"):
+
+        @register_dataset("test_bad_attributes")
+        class BadAttributes(FractureDataModule):
+            indexer = staticmethod(index)
+            subgroup_attributes = "site"  # a string, not a tuple of keys
+
+    with pytest.raises(ValueError, match="binary"):
+        ClassRoles("binary", positive="fractured")  # no label mapping
+    with pytest.raises(ValueError, match="0 or 1"):
+        ClassRoles.multiclass({"a": 0, "b": 2})
+
+    with pytest.raises(ValueError, match="registered twice"):
+
+        @register_dataset("fracatlas")
+        class Impostor(FractureDataModule):
+            indexer = staticmethod(index)
+
+    assert dataset_class("fracatlas").__name__ == "FracAtlasDataModule"
+    assert "test_no_indexer" not in registered_datasets()
 
 
 # --------------------------------------------------------------------------- download

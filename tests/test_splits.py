@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fracture_lit.data.datasets.bone_break import index_bone_break
+from fracture_lit.data.datasets.fracatlas import index_fracatlas
+from fracture_lit.data.datasets.multiregion import index_multiregion
 from fracture_lit.data.grouping import (
     assign_groups,
     file_digest,
@@ -22,7 +25,6 @@ from fracture_lit.data.manifest import (
     write_manifest,
 )
 from fracture_lit.data.samples import Sample
-from fracture_lit.data.sources import index_bone_break, index_fracatlas, index_multiregion
 from fracture_lit.data.splits import assign_splits, greedy_group_split, split_summary
 
 

@@ -11,12 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fracture_lit.data.synthetic import (
-    GENERATOR_VERSION,
-    METADATA_FILE,
-    generate_synthetic_dataset,
-    render_radiograph,
-)
+from fracture_lit.data.synthetic.render import GENERATOR_VERSION, render_radiograph
+from fracture_lit.data.synthetic.store import METADATA_FILE, generate_synthetic_dataset
 
 SIZE = 48
 

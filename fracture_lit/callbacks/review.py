@@ -98,20 +98,23 @@ class ReviewCallback(Callback):
                 target_layer=self.target_layer,
             )
         self.written[split] = files
-        self._write_subgroups(pred, pl_module)
+        self._write_subgroups(pred, pl_module, datamodule)
         log.info("Review of %s written to %s", split, self.output_dir)
         if self.log_to_wandb:
             self._log_wandb(trainer, pred, files)
 
-    def _write_subgroups(self, pred: object, pl_module: L.LightningModule) -> None:
+    def _write_subgroups(
+        self, pred: object, pl_module: L.LightningModule, datamodule: object
+    ) -> None:
         """``review/<split>/subgroups.json``: n, sensitivity, specificity, AUROC with 95% CIs
-        per region / view / hardware, where the images record them (FracAtlas)."""
+        per subgroup attribute the dataset declares (FracAtlas: region, view, hardware)."""
         from fracture_lit.evaluation import score_all_subgroups
         from fracture_lit.layout import ReviewLayout
-        from fracture_lit.results.folders import write_json
+        from fracture_lit.results.folders import SUBGROUP_ATTRIBUTES, write_json
 
         n_bootstrap = int(getattr(pl_module.hparams, "n_bootstrap", 1000))
-        scored = score_all_subgroups(pred, n_bootstrap=n_bootstrap)
+        attributes = getattr(datamodule, "subgroup_attributes", SUBGROUP_ATTRIBUTES)
+        scored = score_all_subgroups(pred, tuple(attributes), n_bootstrap=n_bootstrap)
         if scored:
             write_json(scored, ReviewLayout(self.output_dir).subgroups(pred.split))
 

@@ -11,6 +11,7 @@ host (``auto``) or the configuration is refused (``device``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DEVICE_PRESETS", "DeviceAugment", "host_only_presets"]
+from fracture_lit.data.transforms import preset_names
+from fracture_lit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AUGMENT_PLACES",
+    "DEVICE_PRESETS",
+    "DeviceAugment",
+    "check_augment_place",
+    "choose_device_augment",
+    "host_only_presets",
+]
+
+#: ``data.augment_on``: on the device when possible, on the host, or on the device.
+AUGMENT_PLACES = ("auto", "host", "device")
 
 
 @dataclass(frozen=True)
@@ -92,3 +108,35 @@ class DeviceAugment:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         # Zeros outside the image, bilinear inside: albumentations' Rotate/Affine defaults.
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def check_augment_place(augment_on: str) -> None:
+    if augment_on not in AUGMENT_PLACES:
+        raise ConfigError(
+            "data.augment_on", augment_on, "is not a place to augment", "Use auto, host or device."
+        )
+
+
+def choose_device_augment(
+    augment_on: str, augment: str | Sequence[str] | None, strength: float, on_gpu: bool
+) -> DeviceAugment | None:
+    """The batch augmentation on the device, when ``augment_on`` puts it there
+    (``auto``: when training runs on a GPU and every preset has a device version)."""
+    if augment_on == "host":
+        return None
+    names = preset_names(augment)
+    host_only = host_only_presets(names)
+    if augment_on == "device":
+        if host_only:
+            raise ConfigError(
+                "data.augment_on",
+                "device",
+                f"the augmentation preset(s) {', '.join(host_only)} (data.augment) run on "
+                "the host only",
+                "Use data.augment_on=auto or host, or device-capable presets: "
+                f"{', '.join(sorted(DEVICE_PRESETS))}.",
+            )
+    elif host_only or not on_gpu:
+        return None
+    log.info("Augmentation %s runs on the device, per batch", names or "none")
+    return DeviceAugment(names, strength)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -25,7 +26,13 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fracture_lit.data.sources import DATASETS, DatasetInfo, DatasetLayoutError, get_dataset
+from fracture_lit.data.dataset_info import DatasetInfo, DatasetLayoutError
+from fracture_lit.data.registry import (
+    DATASETS,
+    find_dataset_root,
+    get_dataset,
+    index_dataset,
+)
 
 __all__ = ["DownloadError", "can_connect", "default_dest", "download", "main"]
 
@@ -152,7 +159,6 @@ def _fetch(url: str, target: Path) -> None:
 
 
 def _download_figshare(info: DatasetInfo, dest: Path) -> None:
-    import json
 
     api = FIGSHARE_API.format(article=info.figshare_article)
     _check_online(info, urlparse(api).hostname or "api.figshare.com", dest)
@@ -181,8 +187,6 @@ def _download_figshare(info: DatasetInfo, dest: Path) -> None:
 
 def download(name: str, dest: str | os.PathLike[str] | None = None) -> Path:
     """Fetch dataset ``name`` into ``dest`` and check it indexes; returns the dataset root."""
-    from fracture_lit.data import sources
-
     info = get_dataset(name)
     target = Path(dest) if dest is not None else default_dest(info)
     if info.kaggle_slug:
@@ -192,12 +196,12 @@ def download(name: str, dest: str | os.PathLike[str] | None = None) -> Path:
     else:  # pragma: no cover - every registered dataset has a source
         raise DownloadError(_manual_help(info, target))
     try:
-        index = sources.index_dataset(info.name, target)
+        index = index_dataset(info.name, target)
     except DatasetLayoutError as exc:
         raise DownloadError(
             f"Downloaded, but the files are not in the expected layout:\n{exc}"
         ) from exc
-    root = sources.find_dataset_root(info.name, target)
+    root = find_dataset_root(info.name, target)
     print(f"{info.title}: {len(index.samples):,} images, classes {index.classes}.")
     print(f"Point the data root at: {root}")
     return root

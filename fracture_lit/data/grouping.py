@@ -38,7 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import imagehash
 import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from fracture_lit.data.samples import Sample
 
@@ -115,8 +117,6 @@ def _truncated_images_allowed() -> Iterator[None]:
     silently change how the training loader treats broken files, which is a policy the
     user should see. The lock keeps concurrent hashing threads from restoring it early.
     """
-    from PIL import ImageFile
-
     with _TRUNCATED_LOCK:
         previous = ImageFile.LOAD_TRUNCATED_IMAGES
         ImageFile.LOAD_TRUNCATED_IMAGES = True
@@ -128,8 +128,6 @@ def _truncated_images_allowed() -> Iterator[None]:
 
 def _small_grey(path: str | os.PathLike[str], size: int = 128):
     """Decode to greyscale at a reduced size; JPEGs decode at 1/2..1/8 scale (draft)."""
-    from PIL import Image
-
     with Image.open(path) as im:
         im.draft("L", (size, size))  # a no-op for non-JPEG formats
         grey = im.convert("L")
@@ -140,8 +138,6 @@ def _small_grey(path: str | os.PathLike[str], size: int = 128):
 
 def _decode_small_grey(path: str | os.PathLike[str]) -> tuple[object, bool]:
     """(image, was_truncated). Retries truncated files with truncation allowed."""
-    from PIL import UnidentifiedImageError
-
     try:
         return _small_grey(path), False
     except UnidentifiedImageError:
@@ -159,8 +155,6 @@ def perceptual_hash(path: str | os.PathLike[str]) -> int:
     this function for every hash you compare. Truncated JPEGs are decoded as far as they go.
     Raises ``OSError`` (or PIL's ``UnidentifiedImageError``) when the file is not an image.
     """
-    import imagehash
-
     image, _ = _decode_small_grey(path)
     return int(str(imagehash.phash(image)), 16)
 
@@ -176,8 +170,6 @@ class ImageHashes:
 
 
 def _compute_one(path: str, want_phash: bool) -> ImageHashes:
-    import imagehash
-
     result = ImageHashes(sha1=file_digest(path))
     if want_phash:
         try:

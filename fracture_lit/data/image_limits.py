@@ -12,6 +12,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from PIL import Image
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "OPENCV_MAX_PIXELS",
@@ -32,7 +34,7 @@ class ImageTooLargeError(ValueError):
 
 
 def _dicom_pixels(path: Path) -> int | None:
-    import pydicom
+    import pydicom  # ~1 s to import: only when a file may be a DICOM
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)  # DICM magic or an error
@@ -44,8 +46,6 @@ def _dicom_pixels(path: Path) -> int | None:
 
 def header_pixels(path: str | Path) -> int | None:
     """width x height (x frames for DICOM) from the header; None when unknown."""
-    from PIL import Image
-
     path = Path(path)
     try:
         with warnings.catch_warnings():

@@ -81,6 +81,7 @@ def _dcmread(path: Path) -> Any:
     """Read a DICOM; files without the 128-byte preamble and meta header are read with
     ``force=True`` (old PACS exports and raw datasets), but only kept when they hold
     pixel data: ``force`` reads almost any bytes as *some* dataset."""
+    # pydicom costs ~1 s to import: only when a DICOM is read (predict, serve start-up).
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.errors import InvalidDicomError
@@ -155,7 +156,7 @@ def decode_dicom(
     through pylibjpeg and its plugins. Returns the image and a note ("DICOM", or which
     frame of a multi-frame file was used).
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut  # lazy: see _dcmread
 
     path = Path(path)
     ds = _dcmread(path)

@@ -19,6 +19,8 @@ import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``data.normalize``: ImageNet mean/std, [0, 1] or [-1, 1].
+NORMALIZATIONS = ("imagenet", "unit", "centered")
 
 
 def _augment_presets(image_size: int, strength: float) -> dict[str, list[A.BasicTransform]]:
@@ -80,6 +82,11 @@ PREPROCESS: dict[str, Callable[[], A.BasicTransform]] = {
     "canny": lambda: CannyEdges(),
     "jet": lambda: JetColourMap(),
 }
+
+
+def augment_preset_names() -> list[str]:
+    """The ``data.augment`` presets, sorted (``none`` among them)."""
+    return sorted(_augment_presets(64, 1.0))
 
 
 def preset_names(value: str | Sequence[str] | None) -> list[str]:
@@ -150,7 +157,7 @@ class Normalizer:
     """
 
     def __init__(self, normalize: str = "imagenet", in_chans: int = 3) -> None:
-        if normalize not in ("imagenet", "unit", "centered"):
+        if normalize not in NORMALIZATIONS:
             raise ValueError(
                 f"data.normalize={normalize!r}; use imagenet (ImageNet mean/std), unit ([0, 1]) "
                 "or centered ([-1, 1])."

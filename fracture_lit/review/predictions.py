@@ -119,7 +119,7 @@ def predict_split(
 ) -> SplitPredictions:
     """Run ``model`` over ``datamodule``'s ``split`` (set up, unaugmented) in its order;
     ``tta``/``temperature`` as in :func:`~fracture_lit.inference.predict_probs`."""
-    from fracture_lit.data.base import collate_images
+    from fracture_lit.data.image_datasets import collate_images
 
     dataset = datamodule.datasets[split]
     members = [s for s in datamodule.samples if s.split == split]

@@ -59,6 +59,26 @@ def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
     return bool(FAST_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
 
 
+#: ``trainer.accelerator`` values; every one but cpu and mps means CUDA where there is one.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+#: ``trainer.precision`` values; ``auto`` is resolved by :func:`resolve_precision`.
+PRECISIONS = (
+    "auto",
+    "32",
+    "32-true",
+    "64",
+    "64-true",
+    "16",
+    "16-mixed",
+    "16-true",
+    "bf16",
+    "bf16-mixed",
+    "bf16-true",
+)
+#: ``device`` of eval, predict and serve: auto (CUDA when there is one), cpu or cuda.
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
 def uses_gpu(accelerator: str | None) -> bool:
     """Whether a trainer with this ``accelerator`` setting runs on a CUDA GPU here."""
     wants_gpu = accelerator in (None, "auto", "gpu", "cuda")

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from fracture_lit.data.base import CachedImageDataset, collate_images
 from fracture_lit.data.cache import build_cache
+from fracture_lit.data.image_datasets import CachedImageDataset, collate_images
 from fracture_lit.inference import InputPipeline, predict_probs
 from fracture_lit.models.input_settings import InputSettings
 from fracture_lit.models.loading import load_checkpoint

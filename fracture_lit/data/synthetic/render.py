@@ -18,130 +18,32 @@ skin-fold streaks), so a small CNN trained from scratch needs a few epochs to se
 and does not reach a perfect score at once. That makes the data set useful for checking that
 training curves, early stopping and model comparison actually do something.
 
-Generation is deterministic: image ``i`` of class ``c`` is drawn from
-``numpy.random.SeedSequence(seed, spawn_key=(c, i))`` (the ``i``-th child of the ``c``-th child
-of ``SeedSequence(seed)``), so the files do not depend on generation order or parallelism.
+Rendering is deterministic given the generator passed in; :mod:`.store` derives one per
+image and writes the dataset folder.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import secrets
-import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = [
-    "GENERATOR_VERSION",
-    "METADATA_FILE",
-    "generate_synthetic_dataset",
-    "render_radiograph",
-]
+from fracture_lit.data.synthetic.bones import Bone, fracture_site, random_bone, second_bone
+
+__all__ = ["GENERATOR_VERSION", "render_radiograph"]
 
 #: Bump whenever the rendered pixels change, so stale folders are detected instead of reused.
 GENERATOR_VERSION = "1.1"
-#: Written into the dataset root last; its presence means the folder is complete.
-METADATA_FILE = "synthetic.json"
 
 _SS = 2  # supersampling factor: draw at 2x, then INTER_AREA down for anti-aliasing.
 
-
-# --------------------------------------------------------------------------------------------
-# Rendering
-# --------------------------------------------------------------------------------------------
-#
-# Speed: a bone is drawn in its own axis-aligned frame (columns = along the axis, rows =
-# across), where its radius profile is a 1-D function of the column, and then pasted onto
-# the canvas with one cv2.warpAffine. Fracture pieces are separate patches with their own
-# (displaced) transform. Soft tissue is smooth, so it is computed on a coarse grid and
-# upsampled; exposure and noise are applied after downscaling. This keeps a 128 px image at
-# a few milliseconds without giving up the 2x supersampling of the thin structures.
-
-
-@dataclass
-class _Bone:
-    """Geometry of one long bone in canvas pixels (supersampled canvas, index coordinates)."""
-
-    cx: float
-    cy: float
-    angle: float  # radians, direction of the long axis
-    length: float
-    radius: float  # outer radius of the shaft
-    k_shaft: float  # inner / outer radius in the shaft (cortex thickness)
-    k_epi: float  # inner / outer radius at the ends (thin cortex)
-    marrow: float  # relative density of the medullary cavity
-    cancellous: float  # relative density of the epiphysis interior
-    flare: float  # relative widening at the ends
-    end_len: float  # length of the flared end region
-
-    def to_image(self, u: float, v: float) -> tuple[float, float]:
-        """Bone frame (u along the axis, v across) -> canvas coordinates."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        return self.cx + u * c - v * s, self.cy + u * s + v * c
-
-    def to_bone(self, x: float, y: float) -> tuple[float, float]:
-        """Canvas coordinates -> bone frame."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        dx, dy = x - self.cx, y - self.cy
-        return dx * c + dy * s, dy * c - dx * s
-
-    @property
-    def max_radius(self) -> float:
-        return self.radius * (1.0 + self.flare)
-
-    def thickness(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Projected thickness (in shaft radii) on the grid ``v[:, None] x u[None, :]``.
-
-        A hollow tube seen from the side is brightest just inside its outer edge, which gives
-        radiographs their two bright cortical lines around a darker medullary cavity. The
-        ends flare (epiphysis), have a thin cortex filled with cancellous bone, and are domed.
-        """
-        half = 0.5 * self.length
-        au = np.abs(u)
-        t = np.clip((au - (half - self.end_len)) / self.end_len, 0.0, 1.0)
-        sm = t * t * (3.0 - 2.0 * t)
-        ro = self.radius * (1.0 + self.flare * sm)
-        cap = self.max_radius * 0.9
-        ct = np.clip((au - (half - cap)) / cap, 0.0, 1.0)
-        ro = ro * np.sqrt(1.0 - ct * ct)
-        ri = ro * (self.k_shaft + (self.k_epi - self.k_shaft) * sm)
-        keep = (1.0 - (self.marrow + (self.cancellous - self.marrow) * sm)) * (1.0 / self.radius)
-        v2 = (v * v)[:, None]
-        outer = np.sqrt(np.maximum((ro * ro)[None, :] - v2, 0.0))
-        inner = np.sqrt(np.maximum((ri * ri)[None, :] - v2, 0.0))
-        return outer * (1.0 / self.radius) - keep[None, :] * inner
-
-    def patch_axes(self, n: int, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray] | None:
-        """Sample positions (u, v) of the bone-frame patch that covers the visible canvas.
-
-        ``margin`` widens the covered canvas region (for fragments that are moved later).
-        Returns ``None`` when the bone misses the canvas entirely.
-        """
-        uc, _ = self.to_bone((n - 1) / 2, (n - 1) / 2)
-        reach = 0.72 * n + margin
-        lo = math.floor(max(-0.5 * self.length - 2.0, uc - reach))
-        hi = math.ceil(min(0.5 * self.length + 2.0, uc + reach))
-        if hi <= lo:
-            return None
-        w = math.ceil(self.max_radius + 3.0)
-        return (
-            np.arange(lo, hi + 1, dtype=np.float32),
-            np.arange(-w, w + 1, dtype=np.float32),
-        )
-
-    def patch_matrix(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """3x3 affine from patch pixel (column, row) to canvas coordinates."""
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        u0, v0 = float(u[0]), float(v[0])
-        x0, y0 = self.to_image(u0, v0)
-        return np.array([[c, -s, x0], [s, c, y0], [0.0, 0.0, 1.0]])
+# Speed: a bone is drawn in its own axis-aligned frame and pasted onto the canvas with one
+# cv2.warpAffine. Fracture pieces are separate patches with their own (displaced)
+# transform. Soft tissue is smooth, so it is computed on a coarse grid and upsampled;
+# exposure and noise are applied after downscaling. This keeps a 128 px image at a few
+# milliseconds without giving up the 2x supersampling of the thin structures.
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, m: np.ndarray) -> None:
@@ -193,58 +95,8 @@ def _smooth_field(
     return cv2.resize(small, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
 
 
-def _random_bone(rng: np.random.Generator, n: int, **over: float) -> _Bone:
-    length = over.pop("length", n * rng.uniform(0.8, 1.4))
-    params = dict(
-        cx=n * rng.uniform(0.35, 0.65),
-        cy=n * rng.uniform(0.35, 0.65),
-        # Limbs are laid along the detector, so bones run roughly vertically. Free rotation
-        # made the task far too slow to learn for a small CNN trained from scratch.
-        angle=math.pi / 2 + rng.normal(0.0, 0.12),
-        length=length,
-        radius=n * rng.uniform(0.08, 0.12),
-        k_shaft=rng.uniform(0.6, 0.78),
-        k_epi=rng.uniform(0.82, 0.92),
-        marrow=rng.uniform(0.0, 0.12),
-        cancellous=rng.uniform(0.35, 0.6),
-        flare=rng.uniform(0.2, 0.7),
-        end_len=length * rng.uniform(0.12, 0.2),
-    )
-    params.update(over)
-    return _Bone(**params)
-
-
-def _second_bone(rng: np.random.Generator, main: _Bone, n: int) -> _Bone:
-    """A neighbour bone (radius/ulna, tibia/fibula), sometimes overlapping or crossing."""
-    base = _random_bone(rng, n, length=n * rng.uniform(0.5, 1.2))
-    if rng.random() < 0.25:
-        dang = rng.choice([-1.0, 1.0]) * rng.uniform(0.2, 0.6)  # crossing
-    else:
-        dang = rng.normal(0.0, 0.06)
-    radius = main.radius * rng.uniform(0.55, 1.0)
-    off = (main.radius + radius) * rng.uniform(0.6, 1.6) * rng.choice([-1.0, 1.0])
-    cx, cy = main.to_image(rng.uniform(-0.3, 0.3) * main.length, off)
-    base.cx, base.cy, base.angle, base.radius = cx, cy, main.angle + dang, radius
-    return base
-
-
-def _fracture_site(rng: np.random.Generator, bone: _Bone, n: int) -> float:
-    """Position along the shaft for the fracture, kept well inside the visible canvas."""
-    half = 0.5 * bone.length - 1.2 * bone.end_len
-    best, best_d = 0.0, float("inf")
-    for _ in range(12):
-        u0 = rng.uniform(-half, half)
-        x, y = bone.to_image(u0, 0.0)
-        d = max(abs(x - n / 2), abs(y - n / 2))
-        if d < 0.3 * n:
-            return u0
-        if d < best_d:
-            best, best_d = u0, d
-    return best
-
-
 def _nuisances(
-    rng: np.random.Generator, bone: _Bone, u: np.ndarray, v: np.ndarray, patch: np.ndarray
+    rng: np.random.Generator, bone: Bone, u: np.ndarray, v: np.ndarray, patch: np.ndarray
 ) -> None:
     """Darken fracture look-alikes into ``patch`` in place; drawn for both classes alike."""
     r, half = bone.radius, 0.5 * bone.length
@@ -275,7 +127,7 @@ def _nuisances(
 
 def _fracture(
     rng: np.random.Generator,
-    bone: _Bone,
+    bone: Bone,
     u: np.ndarray,
     v: np.ndarray,
     patch: np.ndarray,
@@ -367,7 +219,7 @@ def render_radiograph(rng: np.random.Generator, fractured: bool, size: int = 128
     n = size * _SS
     frac_rng = np.random.default_rng(rng.integers(0, 2**63))
 
-    main = _random_bone(rng, n)
+    main = random_bone(rng, n)
     u0 = sev = 0.0  # fracture site and severity, drawn below when fractured
     # Soft tissue is smooth: compute it on a 4x coarser grid and upsample.
     coarse = n // 4
@@ -389,7 +241,7 @@ def render_radiograph(rng: np.random.Generator, fractured: bool, size: int = 128
         ey = ((gy - by) * ca - (gx - bx) * sa) / ax_b
         tissue = tissue + rng.uniform(0.3, 0.8) * np.sqrt(np.clip(1.0 - ex * ex - ey * ey, 0, 1))
     if fractured:  # soft-tissue swelling (haematoma) around the fracture site
-        u0 = _fracture_site(frac_rng, main, n)
+        u0 = fracture_site(frac_rng, main, n)
         sev = frac_rng.random() ** 0.3  # 0 subtle .. 1 obvious; skewed towards clear
         swell = frac_rng.uniform(0.05, 0.15) + 0.6 * sev
         reach = main.radius * frac_rng.uniform(1.5, 3.5)
@@ -403,7 +255,7 @@ def render_radiograph(rng: np.random.Generator, fractured: bool, size: int = 128
 
     # Bones: main (possibly broken) and an optional neighbour.
     bones = np.zeros((n, n), np.float32)
-    second = _second_bone(rng, main, n) if rng.random() < 0.4 else None
+    second = second_bone(rng, main, n) if rng.random() < 0.4 else None
     mu_bone = rng.uniform(0.5, 1.0)
     axes = main.patch_axes(n, margin=0.15 * n)
     assert axes is not None  # the main bone is centred on the canvas
@@ -467,114 +319,3 @@ def render_radiograph(rng: np.random.Generator, fractured: bool, size: int = 128
         + grain * rng.uniform(0.0, 0.04)
     )
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------
-# Dataset on disk
-# --------------------------------------------------------------------------------------------
-
-
-def _image_rng(seed: int, class_idx: int, index: int) -> np.random.Generator:
-    """RNG for one image, equal to ``SeedSequence(seed).spawn(..)[class_idx].spawn(..)[index]``.
-
-    Deriving it from the position alone (not from a running stream) makes every file
-    independent of generation order, so a partial or parallel generation gives the same bytes.
-    """
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(class_idx, index)))
-
-
-def _params(n_per_class: int, size: int, seed: int, class_names: Sequence[str]) -> dict:
-    return {
-        "generator": "fracture_lit.data.synthetic",
-        "version": GENERATOR_VERSION,
-        "n_per_class": int(n_per_class),
-        "size": int(size),
-        "seed": int(seed),
-        "class_names": [str(c) for c in class_names],
-    }
-
-
-def _read_params(root: Path) -> dict | None:
-    try:
-        return json.loads((root / METADATA_FILE).read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {"error": "unreadable metadata"}
-
-
-def _check_existing(root: Path, params: dict) -> bool:
-    """True if ``root`` already holds this exact dataset; raise if it holds something else."""
-    found = _read_params(root)
-    if found is None:
-        if root.is_dir() and any(root.iterdir()):
-            raise ValueError(
-                f"{root} exists and is not empty, but has no {METADATA_FILE}: it is not a "
-                "(complete) synthetic dataset. Delete the folder or choose another data.root."
-            )
-        return False
-    if found != params:
-        raise ValueError(
-            f"Synthetic dataset folder {root} was generated with different parameters "
-            f"({found}) than requested ({params}). Delete the folder or choose another "
-            "data.root."
-        )
-    return True
-
-
-def _write_images(tmp: Path, params: dict) -> None:
-    n, size, seed = params["n_per_class"], params["size"], params["seed"]
-    # Class index 1 is the fractured class (label order = class_names order).
-    for c, name in enumerate(params["class_names"]):
-        folder = tmp / name
-        folder.mkdir(parents=True)
-        for i in range(n):
-            img = render_radiograph(_image_rng(seed, c, i), fractured=(c == 1), size=size)
-            if not cv2.imwrite(str(folder / f"{i:05d}.png"), img):
-                raise OSError(f"could not write {folder / f'{i:05d}.png'}")
-
-
-def generate_synthetic_dataset(
-    root: str | Path,
-    n_per_class: int = 1000,
-    size: int = 128,
-    seed: int = 0,
-    class_names: Sequence[str] = ("intact", "fractured"),
-) -> Path:
-    """Write ``root/<class_name>/<index:05d>.png`` once and return ``root``.
-
-    ``class_names[0]`` holds intact and ``class_names[1]`` fractured images, ``n_per_class``
-    each. A ``synthetic.json`` with the parameters is written last, so its presence marks a
-    complete folder: a second call with the same parameters returns immediately, a call with
-    different ones raises ``ValueError`` rather than silently mixing two datasets.
-
-    The images are rendered into a hidden sibling folder and renamed into place, so an
-    interrupted run never leaves a half-written ``root`` and concurrent runs (e.g. DDP ranks or
-    parallel sweep jobs) cannot corrupt each other: the first rename wins, the others check
-    the winner's metadata and discard their copy.
-    """
-    if len(class_names) != 2 or len(set(class_names)) != 2:
-        raise ValueError(f"class_names must be two distinct names, got {list(class_names)}")
-    if n_per_class < 1:
-        raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
-    root = Path(root).expanduser().absolute()
-    params = _params(n_per_class, size, seed, class_names)
-    if _check_existing(root, params):
-        return root
-
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        _write_images(tmp, params)
-        (tmp / METADATA_FILE).write_text(json.dumps(params, indent=2) + "\n")
-        try:
-            # Atomic on POSIX; also replaces an *empty* root directory there.
-            os.rename(tmp, root)
-        except OSError:
-            # Someone else finished first (root now non-empty) or root is in the way.
-            if not _check_existing(root, params):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
