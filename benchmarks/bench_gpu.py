@@ -74,7 +74,7 @@ def fracture_lit_img_s(size: int, batch: int, workdir: Path, dry: bool) -> dict[
     """Training images/s inside fracture_lit, and the loader's own images/s."""
     import hydra
 
-    from fracture_lit.train import _loggers
+    from fracture_lit.tasks.training import instantiate_loggers
     from fracture_lit.utils.environment import resolve_trainer_overrides
     from fracture_lit.utils.instantiate import instantiate_group
 
@@ -108,7 +108,7 @@ def fracture_lit_img_s(size: int, batch: int, workdir: Path, dry: bool) -> dict[
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=[*instantiate_group(cfg.get("callbacks")), timer],
-        logger=_loggers(cfg) or False,
+        logger=instantiate_loggers(cfg) or False,
         **resolve_trainer_overrides(cfg.trainer),
     )
     trainer.fit(model=model, datamodule=datamodule)

@@ -8,7 +8,7 @@ radiographs), with the same precision (``precision=auto`` resolved on this machi
 channels, batch size, optimiser (Adam 1e-3, cosine schedule), augmentation (horizontal flip
 + rotation up to 10 degrees, per image, in the main process) and a validation pass with
 AUROC after every epoch. The plain loop is what a user writes in 80 lines; fracture_lit is
-the Trainer ``train.py`` builds (``fracture_lit.train.instantiate_run``: the real
+the Trainer ``train.py`` builds (``fracture_lit.tasks.training.instantiate_run``: the real
 ``FractureClassifier``, datamodule, default callbacks with best and last checkpoints,
 early stopping, LR monitor, progress bar, model summary, resume state, atomic checkpoint
 writes) and the CSV logger: every metric, checkpoint and log it normally writes.
@@ -183,7 +183,7 @@ def run_pair(cfg: Any, arrays: dict[str, tuple[Any, Any]]) -> dict[str, Any]:
     import lightning as L
     import torch
 
-    from fracture_lit.train import instantiate_run
+    from fracture_lit.tasks.training import instantiate_run
 
     plain = PlainLoop(cfg, arrays)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

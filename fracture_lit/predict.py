@@ -2,160 +2,28 @@
 
 Reads JPEG/PNG/BMP/TIFF and DICOM (windowing and MONOCHROME1 handled, see
 :mod:`fracture_lit.data.readers`), feeds them exactly as the checkpoint was trained
-(:class:`~fracture_lit.inference.pipeline.InputPipeline`) and writes ``predictions.csv``: path,
+(:class:`~fracture_lit.inference.InputPipeline`) and writes ``predictions.csv``: path,
 probability of the positive class, the label at the checkpoint's validation-chosen
 threshold, every class's probability. A file that cannot be read gets a row with
 ``status=error`` and the reason; the others are still predicted. ``gradcam.enabled=true``
 adds a heatmap panel per image.
+The work is :mod:`fracture_lit.tasks.predicting`.
 """
 
 from __future__ import annotations
 
-import csv
-import logging
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
-
-import hydra
 from omegaconf import DictConfig
 
-from fracture_lit.config import CONFIG_DIR, register_resolvers
-from fracture_lit.errors import check_command_line, clean_exit
-
-log = logging.getLogger("fracture_lit.predict")
-register_resolvers()
+from fracture_lit.tasks.entry import task_entry
 
 
-def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _columns(class_names: Sequence[str]) -> list[str]:
-    probs = [f"prob_{name}" for name in class_names]
-    return [
-        "path",
-        "status",
-        "probability",
-        "label",
-        *probs,
-        "threshold",
-        "note",
-        "gradcam",
-        "error",
-    ]
-
-
-def predict(cfg: DictConfig) -> Path:
-    """Write the CSV (rows in input order) and return its path."""
-    import torch
-
-    from fracture_lit.data.image_limits import DEFAULT_MAX_PIXELS
-    from fracture_lit.data.readers import list_inputs
-    from fracture_lit.inference.ensemble import load_ensemble
-    from fracture_lit.review.panels import CamPanelWriter
-    from fracture_lit.validation import validate_predict
-
-    validate_predict(cfg)
-    out_dir = Path(cfg.paths.output_dir)
-    out_csv = Path(cfg.output) if cfg.get("output") else out_dir / "predictions.csv"
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    files = list_inputs(cfg.input)
-    if not files:
-        raise FileNotFoundError(
-            f"input={cfg.input}: no image or DICOM file found (suffixes .jpg .png .bmp .tif "
-            ".dcm, or DICOM files without a suffix)."
-        )
-    device = "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
-    ensemble = load_ensemble(
-        cfg.ckpt_path,
-        tta=cfg.get("tta", "none"),
-        threshold=cfg.get("threshold"),
-        device=device,
-        batch_size=int(cfg.batch_size),
-        max_pixels=cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS),
-    )
-    settings = ensemble.settings
-    first = ensemble.members[0]
-    names = list(settings.class_names)
-    window = tuple(float(v) for v in cfg.window) if cfg.get("window") else None
-    cam_dir = out_dir / "gradcam"
-    # Heatmaps explain the first member (an average of heatmaps explains no network).
-    panels = CamPanelWriter(first.model.net, cfg.gradcam.target_layer)
-    n_ok = n_bad = 0
-
-    with out_csv.open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=_columns(names))
-        writer.writeheader()
-        for chunk in _batches(files, int(cfg.batch_size)):
-            rows: list[dict[str, Any]] = []
-            images, image_rows = [], []
-            for item in ensemble.predict_files(chunk, window):
-                row: dict[str, Any] = {"path": str(item.path)}
-                rows.append(row)
-                if item.error:
-                    row.update(status="error", error=item.error)
-                    n_bad += 1
-                    continue
-                p = item.probs
-                predicted = settings.label(p)
-                row.update(
-                    status="ok",
-                    note=item.note,
-                    probability=round(float(p[1] if settings.binary else p[predicted]), 6),
-                    label=names[predicted],
-                    threshold=round(settings.threshold, 6) if settings.binary else "",
-                    **{f"prob_{n}": round(float(v), 6) for n, v in zip(names, p, strict=True)},
-                )
-                images.append(item.image)
-                image_rows.append(row)
-            if images and cfg.gradcam.enabled:
-                batch = ensemble.pipeline(first).to_tensor(images)
-                _gradcam(panels, settings, batch, images, image_rows, cam_dir, first=n_ok)
-            n_ok += len(images)
-            writer.writerows(rows)
-            stream.flush()  # rows already predicted survive an interruption
-    panels.close()
-    log.info(
-        "Predicted %d image(s) with %s, %d unreadable: %s", n_ok, ensemble.name, n_bad, out_csv
-    )
-    if n_bad:
-        log.warning("%d file(s) could not be read; see status=error rows in %s", n_bad, out_csv)
-    return out_csv
-
-
-def _gradcam(
-    writer: Any,
-    settings: Any,
-    batch: Any,
-    images: list[Any],
-    rows: list[dict[str, Any]],
-    cam_dir: Path,
-    first: int = 0,
-) -> None:
-    """Heatmap panels for one batch, through the one panel writer."""
-    from fracture_lit.review.panels import cam_class
-
-    names = list(settings.class_names)
-    targets = [cam_class(settings.binary, names.index(row["label"])) for row in rows]
-    captions, paths = [], []
-    for number, (row, target) in enumerate(zip(rows, targets, strict=True), start=first):
-        source = Path(row["path"])
-        # Numbered: two inputs may share a file name in different folders.
-        paths.append(cam_dir / f"{number:05d}_{source.stem}.png")
-        prob = float(row[f"prob_{names[target]}"])
-        captions.append(f"{source.name}: {row['label']} | p({names[target]})={prob:.2f}")
-    for row, path in zip(rows, writer.write(batch, images, targets, captions, paths), strict=True):
-        row["gradcam"] = str(path)
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="predict")
+@task_entry("predict", also=(FileNotFoundError,))
 def main(cfg: DictConfig) -> None:
-    with clean_exit(also=(FileNotFoundError,)):
-        predict(cfg)
+    # Imported once the command line is checked: the task loads torch.
+    from fracture_lit.tasks.predicting import predict
+
+    predict(cfg)
 
 
 if __name__ == "__main__":
-    check_command_line("predict")
     main()

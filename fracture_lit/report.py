@@ -4,12 +4,13 @@ A sweep folder gets ``results.csv``, ``results.md`` and ``report.html`` (and one
 ``report.html`` in every job folder) plus the tables on the console
 (:func:`fracture_lit.results.sweep_report.write_report`); a run, evaluation or sweep-job
 folder (one that holds ``metrics.json``) gets its ``report.html``
-(:func:`fracture_lit.results.html_run.write_run_report`). It only reads files, so it stays
-fast: torch and lightning are never imported. A sweep with failed jobs is still reported
-(exit 0); only a folder that does not exist or holds no job folder is an error (exit 2).
+(:func:`fracture_lit.results.html_run.write_run_report`), through
+:func:`fracture_lit.tasks.reporting.report_folder`. It only reads files, so it stays fast:
+torch and lightning are never imported. A sweep with failed jobs is still reported (exit 0);
+only a folder that does not exist or holds no job folder is an error (exit 2).
 
-:class:`fracture_lit.utils.hydra_callbacks.WriteSweepReport` writes the same report at the
-end of every sweep, so ``python -m fracture_lit.train -m ...`` ends with the table.
+:class:`fracture_lit.sweeps.callbacks.WriteSweepReport` writes the same report at the end
+of every sweep, so ``python -m fracture_lit.train -m ...`` ends with the table.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fracture_lit.results.folders import ReportError, is_run_folder
+from fracture_lit.tasks.reporting import ReportError, report_folder
 
 __all__ = ["main"]
 
@@ -58,23 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 once the report is written (failed jobs included), 2 when there is nothing."""
     args = _parser().parse_args(argv)
-    folder = args.folder.expanduser()
     try:
-        if is_run_folder(folder):
-            if not args.html:
-                print(
-                    f"error: {folder} is a run folder: --no-html leaves nothing to write",
-                    file=sys.stderr,
-                )
-                return 2
-            from fracture_lit.results.html_run import write_run_report
-
-            out = args.out / "report.html" if args.out else None
-            print(f"Wrote {write_run_report(folder, out)}")
-        else:
-            from fracture_lit.results.sweep_report import write_report
-
-            write_report(folder, out=args.out, html=args.html)
+        report_folder(args.folder.expanduser(), args.out, args.html)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fracture_lit.results.folders import load_run
+from fracture_lit.results.run_folder import load_run
 from tests.conftest import QUICK_TRAINER, REPO_ROOT, run_cli
 
 SECTION = "### Add your own dataset"

@@ -111,7 +111,7 @@ def test_our_split_has_no_crossing_groups(
     cli_audit: tuple[dict, Path, str], multiregion_root: Path, real_cache: Path, tmp_path: Path
 ) -> None:
     """audit.split=ours audits the group-aware split a run would make instead."""
-    from fracture_lit.audit import audit
+    from fracture_lit.tasks.auditing import audit
 
     cfg = _compose_audit(
         [
@@ -137,7 +137,7 @@ def test_our_split_has_no_crossing_groups(
 
 
 def test_unknown_split_mode_is_rejected(tmp_path: Path) -> None:
-    from fracture_lit.audit import audit
+    from fracture_lit.tasks.auditing import audit
 
     cfg = _compose_audit(["audit.split=theirs", f"data.root={tmp_path}"], tmp_path)
     try:

@@ -22,7 +22,7 @@ from tests.conftest import TINY, compose_entry, compose_train
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> dict:
     """One tiny run with model.calibrate=temperature, review on (no Grad-CAM: not tested)."""
-    from fracture_lit.train import run
+    from fracture_lit.tasks.training import run
 
     out = tmp_path_factory.mktemp("calibrated")
     cfg = compose_train(
@@ -91,7 +91,7 @@ def test_every_evaluation_reports_ece_and_brier_with_intervals(calibrated_run) -
 
 
 def test_predict_applies_the_temperature(calibrated_run, synthetic_root: Path, tmp_path) -> None:
-    from fracture_lit.predict import predict
+    from fracture_lit.tasks.predicting import predict
 
     images = sorted(synthetic_root.rglob("*.png"))[:6]
     cfg = compose_entry(
@@ -116,7 +116,7 @@ def test_predict_applies_the_temperature(calibrated_run, synthetic_root: Path, t
 
 
 def test_eval_scores_the_calibrated_probabilities(calibrated_run, synthetic_root: Path, tmp_path):
-    from fracture_lit.eval import run as eval_run
+    from fracture_lit.tasks.evaluating import run as eval_run
 
     cfg = compose_entry(
         "eval",
@@ -150,7 +150,8 @@ def test_export_puts_the_temperature_in_the_graph(calibrated_run, tmp_path) -> N
     from hydra import compose, initialize_config_dir
 
     from fracture_lit.config import CONFIG_DIR
-    from fracture_lit.export import export, read_metadata
+    from fracture_lit.tasks.exporting import export
+    from fracture_lit.tasks.onnx_model import read_metadata
 
     output = tmp_path / "model.onnx"
     GlobalHydra.instance().clear()

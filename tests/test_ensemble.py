@@ -16,18 +16,18 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from fracture_lit import eval as evaluate_cli
-from fracture_lit import predict as predict_cli
 from fracture_lit.errors import UserError
 from fracture_lit.inference.ensemble import EnsembleError, checkpoint_paths, load_ensemble
 from fracture_lit.stats.youden import youden_threshold
+from fracture_lit.tasks import evaluating as evaluate_cli
+from fracture_lit.tasks import predicting as predict_cli
 from tests.conftest import TINY, compose_entry, compose_train
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Best checkpoints of three tiny runs; sweep/0 and sweep/1 share their split."""
-    from fracture_lit.train import run as train_run
+    from fracture_lit.tasks.training import run as train_run
 
     base = tmp_path_factory.mktemp("ensemble")
     data = base / "data" / "synthetic"

@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import pytest
 
-from fracture_lit import eval as evaluate_cli
 from fracture_lit.models.loading import CheckpointError, ClassMismatchError, load_checkpoint
-from fracture_lit.train import run as train_run
+from fracture_lit.tasks import evaluating as evaluate_cli
+from fracture_lit.tasks.training import run as train_run
 from tests.conftest import REAL_SMALL, compose_entry, run_cli
 from tests.dicom_files import write_dicom
 

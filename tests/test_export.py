@@ -20,8 +20,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from fracture_lit.config import CONFIG_DIR
-from fracture_lit.export import ExportError, export, read_metadata
 from fracture_lit.models.loading import load_checkpoint
+from fracture_lit.tasks.exporting import export
+from fracture_lit.tasks.onnx_model import ExportError, read_metadata
 from tests.conftest import TINY, compose_train, run_cli
 
 ATOL = 1e-4
@@ -29,7 +30,7 @@ ATOL = 1e-4
 
 def _train(root: Path, synthetic_root: Path, *extra: str) -> Path:
     """Train a tiny checkpoint in ``root`` and return its best checkpoint."""
-    from fracture_lit.train import run
+    from fracture_lit.tasks.training import run
 
     cfg = compose_train([*TINY, f"data.root={synthetic_root}", "test=false", *extra], root)
     try:

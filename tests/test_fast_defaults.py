@@ -219,7 +219,7 @@ def test_a_run_keeps_deterministic_kernels_without_the_nan_fill(tmp_path: Path) 
     (``trainer.deterministic: warn``) and the NaN fill of new tensors off (4% of a step)."""
     import torch.utils.deterministic
 
-    from fracture_lit.train import instantiate_run
+    from fracture_lit.tasks.training import instantiate_run
 
     before = (
         torch.are_deterministic_algorithms_enabled(),

@@ -124,7 +124,7 @@ class Evil:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Path:
     """One tiny 2-epoch run (its folder): best and last checkpoints for the module."""
-    from fracture_lit.train import run
+    from fracture_lit.tasks.training import run
 
     out = tmp_path_factory.mktemp("faults-run")
     cfg = compose_train(
@@ -397,7 +397,7 @@ def test_checkpoint_whose_settings_do_not_fit_its_weights_is_one_line(
     tmp_path: Path, trained: Path, synthetic_root: Path
 ) -> None:
     from fracture_lit.models.loading import CheckpointError, load_checkpoint
-    from fracture_lit.train import run
+    from fracture_lit.tasks.training import run
 
     checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
     other = 1 if checkpoint["hyper_parameters"]["in_chans"] == 3 else 3
@@ -437,7 +437,7 @@ def test_nan_loss_stops_naming_epoch_and_step(
     """Checked every step (CPU's default) or read from the device every 4 steps (a GPU's
     way): the same first bad step is named, and no checkpoint holds NaN weights."""
     from fracture_lit.callbacks.nonfinite import NonFiniteLossError
-    from fracture_lit.train import run
+    from fracture_lit.tasks.training import run
 
     # Class weights beyond float32 become inf: the weighted loss is NaN at the first step.
     cfg = compose_train(

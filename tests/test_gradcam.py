@@ -122,7 +122,7 @@ def test_unknown_target_layer_names_the_choices() -> None:
 
 
 def test_a_failing_review_never_costs_the_evaluation(tiny_cfg, tmp_path: Path, caplog) -> None:
-    from fracture_lit.train import run
+    from fracture_lit.tasks.training import run
 
     results = run(tiny_cfg("callbacks.review.target_layer=no_such_layer"))
     assert results["status"] == "done" and "test/auroc" in results["test"]["metrics"]

@@ -1,6 +1,6 @@
 """report.html: one real tiny run, its sweep and eval variants, and a headless-Chromium look.
 
-The run is trained once per module (``fracture_lit.train.run``); the sweep and the eval
+The run is trained once per module (``fracture_lit.tasks.training.run``); the sweep and the eval
 folder are built from its real files, so every number checked here came out of training.
 """
 
@@ -27,7 +27,7 @@ from fracture_lit.report import main
 from fracture_lit.results.html_run import write_run_report
 from fracture_lit.results.html_sweep import write_sweep_report_html
 from fracture_lit.results.sweep_report import write_report
-from fracture_lit.train import run
+from fracture_lit.tasks.training import run
 from tests.conftest import TINY, compose_train
 
 CHROMIUM = Path("/usr/bin/chromium")

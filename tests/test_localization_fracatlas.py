@@ -256,7 +256,7 @@ def test_tiny_training_run_best_checkpoint(fracatlas: Path, tmp_path: Path) -> N
     from hydra.utils import instantiate
 
     from fracture_lit.models.loading import load_checkpoint
-    from fracture_lit.train import run as train_run
+    from fracture_lit.tasks.training import run as train_run
 
     overrides = [
         "data=fracatlas",

@@ -19,7 +19,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from fracture_lit.data.datasets.image_folder import ImageFolderDataModule
-from fracture_lit.pipeline import PipelineError, check_enough_passed, pass_counts, write_scores
+from fracture_lit.tasks.pipeline import (
+    PipelineError,
+    check_enough_passed,
+    pass_counts,
+    write_scores,
+)
 from tests.conftest import run_cli
 
 FRACATLAS, BONE_BREAK = "FracAtlas", "bone-break-classification"

@@ -21,7 +21,7 @@ from fracture_lit.results.files import csv_columns
 from fracture_lit.results.folders import NO_METRICS_ERROR, load_jobs
 from fracture_lit.results.sweep_report import write_report
 from fracture_lit.results.table import seed_groups
-from fracture_lit.utils.hydra_callbacks import WriteSweepReport
+from fracture_lit.sweeps.callbacks import WriteSweepReport
 from tests.conftest import REPO_ROOT, TINY, run_cli
 
 SHARED = ["data=fracatlas", "trainer.max_epochs=3"]
@@ -239,7 +239,7 @@ def test_cli_writes_to_out_and_exits_2_without_jobs(
 
 def test_report_module_does_not_import_torch() -> None:
     code = (
-        "import sys, fracture_lit.report, fracture_lit.utils.hydra_callbacks,"
+        "import sys, fracture_lit.report, fracture_lit.sweeps.callbacks,"
         " fracture_lit.results.sweep_report;"
         "sys.exit('torch' in sys.modules or 'lightning' in sys.modules)"
     )

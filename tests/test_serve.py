@@ -28,7 +28,7 @@ import pytest
 from fracture_lit.serving.model_card import DISCLAIMER, ModelCard, run_folder_of
 from fracture_lit.serving.predictor import Predictor, write_csv
 from fracture_lit.serving.uploads import UploadError, UploadLimits, check_upload
-from fracture_lit.train import run as train_run
+from fracture_lit.tasks.training import run as train_run
 from tests.conftest import REPO_ROOT, TINY, compose_train, run_cli
 from tests.dicom_files import write_dicom
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fracture_lit.metrics import METRIC_KEYS
-from fracture_lit.train import run
+from fracture_lit.tasks.training import run
 from tests.conftest import REPO_ROOT, TINY, run_cli
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fracture_lit.train import run
+from fracture_lit.tasks.training import run
 from tests.conftest import TINY, run_cli
 from tests.wandb_records import OfflineRun, read_offline_run
 
@@ -115,7 +115,7 @@ def test_sweep_gives_one_run_per_job_in_one_group(tmp_path: Path, synthetic_root
 
 
 def test_eval_is_a_run_of_job_type_eval(tiny_cfg, tmp_path: Path, synthetic_root, no_login):
-    from fracture_lit import eval as evaluate
+    from fracture_lit.tasks import evaluating as evaluate
     from tests.conftest import compose_entry
 
     trained = run(tiny_cfg("~callbacks.review"))

@@ -24,6 +24,7 @@ import logging
 import random
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -34,6 +35,7 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Callback
 
 from fracture_lit.data.sampling import epoch_seed
+from fracture_lit.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -276,13 +278,11 @@ class ResumableTraining(Callback):
 
 def _last_checkpoint_path(trainer: L.Trainer) -> str:
     """``<ModelCheckpoint dirpath>/last.ckpt``, the file a restart resumes from."""
-    from pathlib import Path
-
     callback = trainer.checkpoint_callback
-    folder = getattr(callback, "dirpath", None) or str(
-        Path(trainer.default_root_dir) / "checkpoints"
-    )
-    return str(Path(folder) / "last.ckpt")
+    folder = getattr(callback, "dirpath", None)
+    if not folder:
+        return str(RunLayout(trainer.default_root_dir).last_checkpoint)
+    return str(Path(folder) / RunLayout.LAST_CHECKPOINT)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -25,7 +25,8 @@ from fracture_lit.evaluation.scoring import score_all_subgroups
 from fracture_lit.evaluation.subgroups import SUBGROUP_ATTRIBUTES
 from fracture_lit.inference.pipeline import InputPipeline
 from fracture_lit.inference.split import predict_split
-from fracture_lit.results.folders import SUBGROUPS_NAME, write_metrics
+from fracture_lit.layout import ReviewLayout
+from fracture_lit.results.folders import write_json
 from fracture_lit.review.artifacts import ReviewFiles, write_review
 from fracture_lit.review.wandb_log import log_review
 
@@ -118,7 +119,7 @@ class ReviewCallback(Callback):
         attributes = getattr(datamodule, "subgroup_attributes", SUBGROUP_ATTRIBUTES)
         scored = score_all_subgroups(pred, tuple(attributes), n_bootstrap=n_bootstrap)
         if scored:
-            write_metrics(scored, self.output_dir / pred.split, SUBGROUPS_NAME)
+            write_json(scored, ReviewLayout(self.output_dir).subgroups(pred.split))
 
     @staticmethod
     def _log_wandb(trainer: L.Trainer, pred: SplitPredictions, files: ReviewFiles) -> None:

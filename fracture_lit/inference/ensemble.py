@@ -33,6 +33,7 @@ from fracture_lit.data.cache import BadImageError
 from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.errors import ConfigError, UserError
 from fracture_lit.inference.pipeline import InputPipeline, check_tta, predict_probs
+from fracture_lit.layout import RunLayout
 from fracture_lit.models.loading import LoadedCheckpoint, load_checkpoint
 from fracture_lit.stats.youden import youden_threshold
 
@@ -64,7 +65,7 @@ def _entries(value: Any) -> list[str]:
 def _sweep_jobs(folder: Path) -> list[Path]:
     """The best checkpoints of a sweep (or run) folder's done jobs, in folder order."""
     found = []
-    for record in sorted(folder.rglob("metrics.json")):
+    for record in sorted(folder.rglob(RunLayout.METRICS)):
         try:
             results = json.loads(record.read_text())
         except (OSError, ValueError):
@@ -193,10 +194,6 @@ def _same_classes(members: Sequence[LoadedCheckpoint]) -> None:
 
 
 # ----------------------------------------------------------------------- validation split
-def _run_dir(member: LoadedCheckpoint) -> Path:
-    return member.path.resolve().parent.parent
-
-
 def _val_paths(manifest: Path) -> list[str]:
     with manifest.open(newline="", encoding="utf-8") as stream:
         return sorted(row["path"] for row in csv.DictReader(stream) if row["split"] == "val")
@@ -206,17 +203,22 @@ def shared_validation(members: Sequence[LoadedCheckpoint]) -> Path:
     """The run folder whose validation split every member shares, or a clear refusal."""
     first = None
     for member in members:
-        run = _run_dir(member)
-        manifest = run / "split_manifest.csv"
-        if not (manifest.is_file() and (run / "config.yaml").is_file()):
-            raise EnsembleError(
-                f"{member.path}: its run folder {run} has no split_manifest.csv/config.yaml, "
-                "so the validation split to choose the ensemble's threshold on is unknown. "
-                "Pass threshold=<p> (chosen on validation data, never on the data scored)."
+        run = RunLayout.of_checkpoint(member.path)
+        if run is None or not (run.split_manifest.is_file() and run.config.is_file()):
+            where = (
+                RunLayout.checkpoint_hint(member.path)
+                if run is None
+                else f"its run folder {run.folder} has no "
+                f"{RunLayout.SPLIT_MANIFEST}/{RunLayout.CONFIG}"
             )
-        val = _val_paths(manifest)
+            raise EnsembleError(
+                f"{member.path}: {where}, so the validation split to choose the ensemble's "
+                "threshold on is unknown. Pass threshold=<p> (chosen on validation data, "
+                "never on the data scored)."
+            )
+        val = _val_paths(run.split_manifest)
         if first is None:
-            first = (run, val)
+            first = (run.folder, val)
         elif val != first[1]:
             raise EnsembleError(
                 f"{member.path} was validated on other images than {members[0].path} "
@@ -231,12 +233,13 @@ def shared_validation(members: Sequence[LoadedCheckpoint]) -> Path:
 
 def validation_datamodule_factory(run: Path) -> Callable[[InputSettings], Any]:
     """Datamodules over ``run``'s data and split manifest, fed with given settings."""
-    data = OmegaConf.load(run / "config.yaml").data
+    layout = RunLayout(run)
+    data = OmegaConf.load(layout.config).data
 
     def make(settings: InputSettings) -> Any:
         cfg = data.copy()
         with open_dict(cfg):
-            cfg.manifest = str(run / "split_manifest.csv")
+            cfg.manifest = str(layout.split_manifest)
             cfg.manifest_out = None  # never rewrite the training run's manifest
             for key, value in settings.data_overrides().items():
                 cfg[key] = value

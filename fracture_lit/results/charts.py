@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.results.folders import JobResult, float_or_none, read_csv
 
 __all__ = ["best_epoch", "comparison_chart", "learning_curves", "png"]
@@ -36,15 +37,6 @@ def best_epoch(best_model_path: Any) -> int | None:
     """The epoch of the best checkpoint, from its file name (``epoch_003.ckpt``)."""
     match = re.search(r"epoch[_=]?(\d+)", Path(str(best_model_path or "")).name)
     return int(match[1]) if match else None
-
-
-def _metrics_csv(run_dir: Path) -> Path | None:
-    """Lightning's CSVLogger file: ``csv/metrics.csv`` (or the newest ``csv/**/metrics.csv``)."""
-    direct = run_dir / "csv" / "metrics.csv"
-    if direct.is_file():
-        return direct
-    found = sorted((run_dir / "csv").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
 
 
 def _epoch_series(
@@ -76,7 +68,7 @@ def _fit_epochs(rows: Sequence[dict[str, str]]) -> set[int] | None:
 
 def learning_curves(run_dir: Path, best_epoch: int | None = None) -> bytes | None:
     """Loss and validation metrics per epoch as a PNG; None without logged epochs."""
-    path = _metrics_csv(run_dir)
+    path = RunLayout(run_dir).find_metrics_csv()
     rows = read_csv(path) if path else []
     epochs = _fit_epochs(rows)
     panels = []

@@ -1,8 +1,10 @@
-"""Reading and writing the run folder: ``metrics.json`` and run / job / sweep folders.
+"""Reading and writing what a job left behind: ``metrics.json``, job and sweep folders.
 
-The one reader of what a job left behind (:func:`load_job`, :func:`load_run`) and the one
-writer of ``metrics.json`` (:func:`write_metrics`). Reading never raises on a broken or
-half-written folder: a report must still list the job that died.
+The one reader of a job's folder (:func:`load_job`, :func:`load_jobs`; a run's page reads
+it through :func:`fracture_lit.results.run_folder.load_run`) and the one writer of
+``metrics.json`` (:func:`write_metrics`). Where each file lies is
+:mod:`fracture_lit.layout`'s. Reading never raises on a broken or half-written folder: a
+report must still list the job that died.
 """
 
 from __future__ import annotations
@@ -16,37 +18,35 @@ from typing import Any
 
 from fracture_lit.errors import UserError
 from fracture_lit.evaluation.subgroups import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
+from fracture_lit.layout import RunLayout, SweepLayout
+from fracture_lit.results.job_errors import crash_hint, error_text
 from fracture_lit.results.papers import float_or_none, job_paper
 from fracture_lit.stats.catalogue import CATALOGUE
-from fracture_lit.stats.splits import REPORT_STAGES as RUN_STAGES
 from fracture_lit.stats.splits import STAGES
 
 __all__ = [
-    "METRICS_NAME",
     "MIN_SUBGROUP_FOR_CI",
     "NO_METRICS_ERROR",
-    "SUBGROUPS_NAME",
     "SUBGROUP_ATTRIBUTES",
     "Interval",
     "JobResult",
     "ReportError",
-    "RunFolder",
     "error_text",
     "find_job_dirs",
     "float_or_none",
     "is_run_folder",
     "load_job",
     "load_jobs",
-    "load_run",
     "read_csv",
     "read_json",
     "read_metrics",
+    "read_yaml",
+    "write_json",
     "write_metrics",
 ]
 
-METRICS_NAME = "metrics.json"
-#: The error of a job folder without metrics.json: train.run() writes it even when the job
-#: raises, so its absence means the process died (killed, out of memory, node lost).
+#: The error of a job folder without metrics.json: the training task writes it even when
+#: the job raises, so its absence means the process died (killed, out of memory, node lost).
 NO_METRICS_ERROR = "no metrics.json (job killed or crashed before finishing)"
 #: Overrides that repeat one configuration: jobs differing only in these are grouped.
 REPEAT_OVERRIDES = {"seed": re.compile(r"^\+{0,2}seed=(?P<value>.*)$"),
@@ -56,9 +56,6 @@ _SEED_OVERRIDE = REPEAT_OVERRIDES["seed"]
 _OVERRIDE_SPLIT = re.compile(r",(?=[~+]*[\w.@/-]+=)")
 
 Interval = tuple[float | None, float | None, float | None]
-
-#: ``review/<split>/subgroups.json``: ``{attribute: {value: scored block}}`` of one split.
-SUBGROUPS_NAME = "subgroups.json"
 
 
 class ReportError(UserError):
@@ -84,7 +81,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return []
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A yaml file's content; None when it is missing or unreadable."""
     import yaml  # PyYAML ships with Hydra/OmegaConf; imported here to keep startup light
 
     try:
@@ -96,26 +94,29 @@ def _read_yaml(path: Path) -> Any:
 
 def read_metrics(folder: Path) -> dict[str, Any]:
     """The folder's ``metrics.json`` (``{}`` when missing or unreadable)."""
-    return read_json(Path(folder) / METRICS_NAME)
+    return read_json(RunLayout(folder).metrics)
 
 
-def write_metrics(results: dict[str, Any], folder: Path, name: str = METRICS_NAME) -> Path:
-    """Write ``results`` as ``<folder>/metrics.json`` (sorted keys, atomically replaced)."""
-    path = Path(folder) / name
+def write_json(data: dict[str, Any], path: Path) -> Path:
+    """Write ``data`` to ``path`` as json (sorted keys, atomically replaced: a reader never
+    sees half a file)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     tmp.replace(path)
     return path
+
+
+def write_metrics(results: dict[str, Any], folder: Path) -> Path:
+    """Write ``results`` as ``<folder>/metrics.json`` (:func:`write_json`)."""
+    return write_json(results, RunLayout(folder).metrics)
 
 
 # ----------------------------------------------------------------------------- folders
 def find_job_dirs(sweep_dir: Path) -> list[Path]:
     """The sweep's numbered job folders (``0``, ``1``, ... ``10``), in numeric order."""
-    return sorted(
-        (p for p in Path(sweep_dir).iterdir() if p.is_dir() and p.name.isdigit()),
-        key=lambda p: int(p.name),
-    )
+    return SweepLayout(sweep_dir).job_folders()
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -124,16 +125,16 @@ def is_run_folder(folder: Path) -> bool:
     Such a folder holds ``metrics.json``, or (a job that died before writing it) its config
     without any numbered job folder below.
     """
-    folder = Path(folder)
-    if (folder / METRICS_NAME).is_file():
+    run = RunLayout(folder)
+    if run.metrics.is_file():
         return True
-    has_config = (folder / "config.yaml").is_file() or (folder / ".hydra").is_dir()
-    return has_config and folder.is_dir() and not find_job_dirs(folder)
+    has_config = run.config.is_file() or run.hydra.is_dir()
+    return has_config and run.folder.is_dir() and not find_job_dirs(run.folder)
 
 
 def _read_overrides(job_dir: Path, summary: dict[str, Any]) -> list[str]:
     """The job's overrides: ``.hydra/overrides.yaml`` (exact), else metrics.json's ``job``."""
-    listed = _read_yaml(job_dir / ".hydra" / "overrides.yaml")
+    listed = read_yaml(RunLayout(job_dir).hydra_overrides)
     if isinstance(listed, list):
         return [str(o) for o in listed]
     job = summary.get("job")
@@ -148,97 +149,20 @@ def _read_config(job_dir: Path) -> dict[str, Any]:
     A job that failed while building its model has no resolved ``config.yaml`` yet; the
     ``.hydra`` copy still names its backbone and carries the ``paper`` block.
     """
-    for path in (job_dir / "config.yaml", job_dir / ".hydra" / "config.yaml"):
-        cfg = _read_yaml(path)
+    for path in RunLayout(job_dir).configs():
+        cfg = read_yaml(path)
         if isinstance(cfg, dict):
             return cfg
     return {}
 
 
 def _hydra_choices(job_dir: Path) -> dict[str, Any]:
-    hydra_cfg = _read_yaml(job_dir / ".hydra" / "hydra.yaml")
+    hydra_cfg = read_yaml(RunLayout(job_dir).hydra_runtime)
     try:
         choices = hydra_cfg["hydra"]["runtime"]["choices"]
     except (TypeError, KeyError):
         return {}
     return choices if isinstance(choices, dict) else {}
-
-
-def _last_line(path: Path, pattern: re.Pattern[str] | None = None) -> str | None:
-    """The last non-empty line of a text file (matching ``pattern`` when given)."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if line.strip() and (pattern is None or pattern.search(line)):
-            return line.strip()
-    return None
-
-
-_ERROR_LEVEL = re.compile(r"\]\[(ERROR|CRITICAL)\]|\b(ERROR|CRITICAL)\b")
-
-
-def _crash_hint(job_dir: Path, num: int) -> str | None:
-    """Best effort at why a job left no metrics.json: the last line of its error log.
-
-    Looked for, in order: ``*.err`` files in the job folder; the submitit logs of this job
-    (``<sweep>/.submitit/<array id>_<num>/*_log.err``, the layout of Hydra's submitit
-    launcher); the job's own Hydra log (``<job folder>/*.log``, last ERROR line, else its
-    last line: where the job was when it died).
-    """
-    candidates = sorted(job_dir.glob("*.err"), key=lambda p: p.stat().st_mtime)
-    submitit = job_dir.parent / ".submitit"
-    if submitit.is_dir():
-        folders = [p for p in submitit.iterdir() if p.is_dir() and p.name.endswith(f"_{num}")]
-        for folder in folders:
-            candidates += sorted(folder.glob("*_log.err"), key=lambda p: p.stat().st_mtime)
-    for path in reversed(candidates):
-        line = _last_line(path)
-        if line:
-            return line
-    for log in sorted(job_dir.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True):
-        line = _last_line(log, _ERROR_LEVEL) or _last_line(log)
-        if line:
-            return line
-    return None
-
-
-_CHAIN = re.compile(
-    r"\n\s*(?:The above exception was the direct cause of the following exception:"
-    r"|During handling of the above exception, another exception occurred:)\s*\n"
-)
-_QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Za-z_]\w*(?::|$))")
-
-
-def _exception_line(block: str) -> str | None:
-    """The ``Type: message`` line of one traceback block, without the module path."""
-    for line in block.splitlines():
-        if line.strip() and not line[0].isspace() and not line.startswith("Traceback ("):
-            return _QUALIFIED.sub("", line.strip())
-    return None
-
-
-def error_text(summary: dict[str, Any]) -> str:
-    """The job's error line; for a wrapper whose own line says nothing, its cause's.
-
-    The job record holds the first line of the error. For hydra's InstantiationException
-    that line is only "Error in call to target '...':"; the cause (an unknown backbone, a
-    missing folder) is the first exception of the recorded traceback, which a reader needs.
-    """
-    error = str(summary.get("error") or "").strip()
-    first = error.splitlines()[0] if error else ""
-    tb = summary.get("traceback")
-    if isinstance(tb, str) and (not first or first.endswith(":")):
-        blocks = _CHAIN.split(tb)
-        if len(blocks) > 1:
-            cause = _exception_line(blocks[-2])
-            if cause:
-                return cause
-        last = _exception_line(blocks[-1])
-        if last and not first:
-            return last
-    return first
 
 
 def _stage_metrics(summary: dict[str, Any], stage: str) -> dict[str, Interval]:
@@ -320,7 +244,7 @@ def load_job(job_dir: Path) -> JobResult:
     job_dir = Path(job_dir)
     num = int(job_dir.name) if job_dir.name.isdigit() else 0
     summary: dict[str, Any] = {}
-    metrics_file = job_dir / METRICS_NAME
+    metrics_file = RunLayout(job_dir).metrics
     error = ""
     if metrics_file.is_file():
         try:
@@ -333,7 +257,7 @@ def load_job(job_dir: Path) -> JobResult:
             status, error = "failed", f"metrics.json unreadable: {exc}"
     else:
         status, error = "failed", NO_METRICS_ERROR
-        hint = _crash_hint(job_dir, num)
+        hint = crash_hint(job_dir, num)
         if hint:
             error = f"{error}; last log line: {hint}"
     cfg = _read_config(job_dir)
@@ -386,10 +310,7 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
     job_dirs = find_job_dirs(sweep_dir)
     submitted = job_states_for_report(sweep_dir)
     if not job_dirs and not submitted:
-        below = sorted(
-            {p.parent for p in sweep_dir.glob("**/[0-9]*/.hydra") if p.parent.name.isdigit()}
-        )
-        sweeps = sorted({str(p.parent) for p in below})[:10]
+        sweeps = [str(p) for p in SweepLayout(sweep_dir).nested_sweeps()][:10]
         hint = ("; sweep folders below it: " + ", ".join(sweeps)) if sweeps else ""
         raise ReportError(f"{sweep_dir} has no numbered job folders (0, 1, ...){hint}")
     jobs = {job.num: job for job in map(load_job, job_dirs)}
@@ -398,7 +319,7 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
         if job is None:  # not started yet: no folder
             job = JobResult(
                 num=num,
-                folder=sweep_dir / str(num),
+                folder=SweepLayout(sweep_dir).job(num).folder,
                 overrides=overrides,
                 status=state or "failed",
                 error="" if state else NO_METRICS_ERROR,
@@ -408,95 +329,3 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
             # Still queued (or requeued after preemption) or running: not a failure yet.
             job.status, job.error = state, ""
     return [jobs[num] for num in sorted(jobs)]
-
-
-# ----------------------------------------------------------------------------- one run
-
-
-@dataclass
-class RunFolder:
-    """What a run / eval / job folder holds, read once for its page and the sweep page."""
-
-    folder: Path
-    summary: dict[str, Any]
-    job: JobResult | None
-    status: str
-    error: str
-    classes: list[str]
-    config: str | None = None
-    stages: list[str] = field(default_factory=list)
-    #: split -> attribute -> value -> scored block (n, n_positive, metrics, ci95).
-    subgroups: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def is_eval(self) -> bool:
-        return self.summary.get("kind") == "eval"
-
-    @property
-    def title(self) -> str:
-        s = self.summary
-        parts = [
-            "Evaluation" if self.is_eval else "Run",
-            str(s.get("backbone") or (self.job.backbone if self.job else None) or "?"),
-        ]
-        if self.classes:
-            parts.append(" / ".join(self.classes))
-        return " · ".join(parts)
-
-
-def _subgroups(run_dir: Path, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per-subgroup scores: an evaluation's (metrics.json ``subgroups``, or ``per_region``
-    of older ones) and each reviewed split's ``review/<split>/subgroups.json``."""
-    out: dict[str, dict[str, Any]] = {}
-    split = str(summary.get("split") or "eval")
-    found = summary.get("subgroups")
-    if isinstance(found, dict) and found:
-        out[f"eval on {split}"] = found
-    elif isinstance(summary.get("per_region"), dict) and summary["per_region"]:
-        out[f"eval on {split}"] = {"region": summary["per_region"]}
-    review = run_dir / "review"
-    for stage in RUN_STAGES:
-        scored = read_json(review / stage / SUBGROUPS_NAME)
-        scored = {k: v for k, v in scored.items() if isinstance(v, dict) and v}
-        if scored:
-            out[stage] = scored
-    return out
-
-
-def load_run(run_dir: Path, job: JobResult | None = None) -> RunFolder:
-    """Read a run, evaluation or job folder (``job``: its :func:`load_job`, when known)."""
-    run_dir = Path(run_dir)
-    summary = read_metrics(run_dir)
-    if job is None:
-        job = load_job(run_dir)  # overrides, backbone, the paper's numbers
-    if summary:
-        status = str(summary.get("status") or ("done" if summary.get("kind") == "eval" else "?"))
-        error = error_text(summary) if status not in {"done", "?"} else ""
-    else:
-        status = job.status if job else "failed"
-        error = job.error if job else NO_METRICS_ERROR
-    classes = summary.get("classes")
-    stages = [
-        s
-        for s in (*RUN_STAGES, *sorted(summary))
-        if isinstance(summary.get(s), dict) and isinstance(summary[s].get("metrics"), dict)
-    ]
-    config = None
-    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if path.is_file():
-            try:
-                config = path.read_text(errors="replace")
-            except OSError:
-                continue
-            break
-    return RunFolder(
-        subgroups=_subgroups(run_dir, summary),
-        folder=run_dir,
-        summary=summary,
-        job=job,
-        status=status,
-        error=error,
-        classes=[str(c) for c in classes] if isinstance(classes, list) else [],
-        config=config,
-        stages=list(dict.fromkeys(stages)),
-    )

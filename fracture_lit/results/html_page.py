@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "REPORT_NAME",
     "esc",
     "figure",
     "html_table",
@@ -25,9 +24,6 @@ __all__ = [
     "page",
     "write_atomic",
 ]
-
-REPORT_NAME = "report.html"
-
 
 #: Images above this size are left out (named, not embedded) to keep the file openable.
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
@@ -171,8 +167,10 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
-def output_path(folder: Path, out: Path | str | None) -> Path:
+def output_path(default: Path, out: Path | str | None) -> Path:
+    """Where a page goes: ``default`` (the folder's own ``report.html``), or ``out`` (a
+    file, or a folder that gets a file of ``default``'s name)."""
     if out is None:
-        return folder / REPORT_NAME
+        return default
     out = Path(out).expanduser().resolve()
-    return out / REPORT_NAME if out.is_dir() or not out.suffix else out
+    return out / default.name if out.is_dir() or not out.suffix else out

@@ -7,9 +7,10 @@ Everything in it is read from files the run already wrote, so any subset of them
   the error of a failed job, the per-subgroup tables (region, view, hardware);
 * ``csv/metrics.csv`` (Lightning's CSVLogger): learning curves (:mod:`.charts`);
 * ``review/<split>/*.png`` and ``review/gradcam/`` (+ ``index.csv``): confusion / ROC / PR
-  plots and the Grad-CAM gallery (fixed set and worst misclassified);
+  plots and the Grad-CAM gallery (fixed set and worst misclassified; :mod:`.html_gradcam`);
 * ``config.yaml``: the resolved config, collapsed.
 
+Where each file lies is :class:`fracture_lit.layout.RunLayout`'s.
 Metric rows follow :mod:`.catalogue`. :mod:`.html_sweep` reuses :func:`run_sections` for
 each job of a sweep.
 """
@@ -21,14 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.layout import ReviewLayout, RunLayout
 from fracture_lit.results.charts import best_epoch, learning_curves
-from fracture_lit.results.folders import (
-    MIN_SUBGROUP_FOR_CI,
-    RunFolder,
-    float_or_none,
-    load_run,
-    read_csv,
-)
+from fracture_lit.results.folders import MIN_SUBGROUP_FOR_CI, float_or_none, read_csv
+from fracture_lit.results.html_gradcam import SPLIT_ORDER, gradcam_gallery
 from fracture_lit.results.html_page import (
     IMAGE_SUFFIXES,
     esc,
@@ -39,6 +36,7 @@ from fracture_lit.results.html_page import (
     page,
     write_atomic,
 )
+from fracture_lit.results.run_folder import RunFolder, load_run
 from fracture_lit.results.table import interval_cell
 from fracture_lit.stats.catalogue import by_key, format_value, ordered_keys, subgroup_metrics
 
@@ -61,20 +59,11 @@ _STAGE_TITLES = {
 
 
 _REVIEW_IMAGES = (
-    ("confusion.png", "Confusion matrix"),
-    ("roc.png", "ROC curve"),
-    ("reliability.png", "Reliability diagram"),
-    ("pr.png", "Precision-recall curve"),
+    (ReviewLayout.CONFUSION, "Confusion matrix"),
+    (ReviewLayout.ROC, "ROC curve"),
+    (ReviewLayout.RELIABILITY, "Reliability diagram"),
+    (ReviewLayout.PR, "Precision-recall curve"),
 )
-
-
-_CAM_NAME = re.compile(r"^(?P<split>.+)_(?P<kind>fixed|worst)_(?P<index>\d+)\.(png|jpe?g)$")
-
-
-_CAM_KINDS = {"fixed": "fixed set", "worst": "worst misclassified"}
-
-
-_SPLIT_ORDER = ("train", "val", "test", "eval")
 
 
 def _default_rule(run: RunFolder) -> str:
@@ -216,11 +205,9 @@ def _confusions(run: RunFolder, heading: str = "h3") -> str:
     )
 
 
-def _splits(review: Path) -> list[Path]:
-    if not review.is_dir():
-        return []
-    found = [p for p in review.iterdir() if p.is_dir() and p.name != "gradcam"]
-    rank = {s: i for i, s in enumerate(_SPLIT_ORDER)}
+def _splits(review: ReviewLayout) -> list[Path]:
+    found = review.split_folders()
+    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
     return sorted(found, key=lambda p: (rank.get(p.name, len(rank)), p.name))
 
 
@@ -228,7 +215,7 @@ def _predictions_note(path: Path) -> str:
     rows = read_csv(path)
     if not rows:
         return ""
-    note = f"{len(rows)} predictions in review/{path.parent.name}/{path.name}"
+    note = f"{len(rows)} predictions in {RunLayout.REVIEW}/{path.parent.name}/{path.name}"
     if {"label", "predicted"} <= set(rows[0]):
         wrong = sum(r["label"] != r["predicted"] for r in rows)
         note += f", {wrong} misclassified"
@@ -238,7 +225,8 @@ def _predictions_note(path: Path) -> str:
 def _review_images(run: RunFolder) -> str:
     """``review/<split>/``: confusion, ROC and PR plots first, any other image after."""
     parts = []
-    for split in _splits(run.folder / "review"):
+    review = RunLayout(run.folder).review
+    for split in _splits(review):
         figures = []
         known = {name for name, _ in _REVIEW_IMAGES}
         for name, caption in _REVIEW_IMAGES:
@@ -247,83 +235,13 @@ def _review_images(run: RunFolder) -> str:
         for path in sorted(split.iterdir()):
             if path.name not in known and path.suffix.lower() in IMAGE_SUFFIXES:
                 figures.append(image_file(path, f"{path.stem} ({split.name})"))
-        note = _predictions_note(split / "predictions.csv")
+        note = _predictions_note(review.predictions(split.name))
         if figures or note:
             parts.append(
                 f"<h3>{esc(_STAGE_TITLES.get(split.name, split.name))} "
                 f"(review/{esc(split.name)})</h3>{note}"
                 f'<div class="row">{"".join(figures)}</div>'
             )
-    return "".join(parts)
-
-
-def _class_name(value: str, classes: Sequence[str]) -> str:
-    if value.isdigit() and int(value) < len(classes):
-        return classes[int(value)]
-    return value
-
-
-def _cam_caption(row: dict[str, str], classes: Sequence[str]) -> tuple[str, bool]:
-    label = _class_name(str(row.get("label", "")).strip(), classes)
-    predicted = _class_name(str(row.get("predicted", "")).strip(), classes)
-    parts = []
-    if label or predicted:
-        parts.append(f"true {label or '?'} → pred. {predicted or '?'}")
-    prob = float_or_none(row.get("prob"))
-    if prob is not None:
-        parts.append(f"p = {prob:.3f}")
-    if row.get("path"):
-        parts.append(Path(str(row["path"])).name)
-    wrong = bool(label and predicted and label != predicted)
-    return " · ".join(parts), wrong
-
-
-def _gradcam(run: RunFolder, heading: str = "h2", per_group: int | None = None) -> str:
-    """Grad-CAM overlays grouped by split and kind, captioned from ``index.csv``.
-
-    ``per_group`` keeps the sweep page small: only the last split's (test's) first panels
-    of each kind, the rest being in the job's own report.
-    """
-    folder = run.folder / "review" / "gradcam"
-    if not folder.is_dir():
-        return ""
-    index = {Path(r.get("file") or "").name: r for r in read_csv(folder / "index.csv")}
-    groups: dict[tuple[str, str], list[tuple[int, Path, dict[str, str]]]] = {}
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for path in images:
-        row = index.get(path.name, {})
-        match = _CAM_NAME.match(path.name)
-        split = row.get("split") or (match["split"] if match else "")
-        kind = row.get("kind") or (match["kind"] if match else "other")
-        order = int(match["index"]) if match else 0
-        groups.setdefault((split, kind), []).append((order, path, row))
-    if not groups:
-        return ""
-    rank = {s: i for i, s in enumerate(_SPLIT_ORDER)}
-    kinds = list(_CAM_KINDS)
-    order = sorted(
-        groups,
-        key=lambda g: (rank.get(g[0], 9), g[0], kinds.index(g[1]) if g[1] in kinds else 9, g[1]),
-    )
-    parts = [f"<{heading}>Grad-CAM</{heading}>"]
-    if per_group is not None:
-        last = order[-1][0]
-        order = [g for g in order if g[0] == last]
-        total = sum(len(v) for v in groups.values())
-        shown = sum(min(per_group, len(groups[g])) for g in order)
-        if shown < total:
-            parts.append(
-                f'<p class="note">{shown} of {total} panels; all of them in the job report.</p>'
-            )
-    for split, kind in order:
-        figures = []
-        panels = sorted(groups[(split, kind)], key=lambda t: (t[0], t[1].name))
-        for _, path, row in panels[:per_group]:
-            caption, wrong = _cam_caption(row, run.classes) if row else (path.stem, False)
-            figures.append(image_file(path, caption or path.stem, "", "wrong" if wrong else ""))
-        title = _CAM_KINDS.get(kind, kind) + (f" — {split}" if split else "")
-        parts.append(f"<h4>{esc(title[:1].upper() + title[1:])}</h4>")
-        parts.append(f'<div class="gallery">{"".join(figures)}</div>')
     return "".join(parts)
 
 
@@ -432,7 +350,7 @@ def run_sections(run: RunFolder, level: int = 2, full: bool = True) -> list[str]
         if images:
             parts.append(f"<{h}>Review plots</{h}>{images}")
         parts.append(_subgroups(run))
-    parts.append(_gradcam(run, h, per_group=None if full else SWEEP_CAMS_PER_KIND))
+    parts.append(gradcam_gallery(run, h, per_group=None if full else SWEEP_CAMS_PER_KIND))
     if full and run.config:
         parts.append(
             "<details><summary>Resolved config (config.yaml)</summary>"
@@ -450,7 +368,7 @@ def write_run_report(run_dir: Path | str, out: Path | str | None = None) -> Path
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} is not a folder")
-    return write_run_page(load_run(run_dir), output_path(run_dir, out))
+    return write_run_page(load_run(run_dir), output_path(RunLayout(run_dir).report, out))
 
 
 def try_write_run_report(run_dir: Path | str) -> Path | None:

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from fracture_lit.layout import RunLayout, SweepLayout
 from fracture_lit.results.charts import comparison_chart
-from fracture_lit.results.folders import JobResult, load_jobs, load_run
+from fracture_lit.results.folders import JobResult, load_jobs
 from fracture_lit.results.html_page import (
-    REPORT_NAME,
     esc,
     figure,
     html_table,
@@ -24,6 +24,7 @@ from fracture_lit.results.html_page import (
     write_atomic,
 )
 from fracture_lit.results.html_run import run_sections, write_run_page
+from fracture_lit.results.run_folder import load_run
 from fracture_lit.results.table import (
     Table,
     papers_line,
@@ -83,7 +84,7 @@ def write_sweep_report_html(
     jobs = list(jobs) if jobs is not None else load_jobs(sweep_dir)
     if tables is None:
         tables = sweep_tables(jobs, repeat_groups(jobs))
-    path = output_path(sweep_dir, out)
+    path = output_path(SweepLayout(sweep_dir).report, out)
     done = sum(j.status == "done" for j in jobs)
     body = [
         f"<h1>Sweep report</h1>"
@@ -109,7 +110,7 @@ def write_sweep_report_html(
     for job in jobs:
         run = load_run(job.folder, job)
         run.status, run.error = job.status, job.error  # load_job's reading of the folder
-        job_report = write_run_page(run, job.folder / REPORT_NAME)
+        job_report = write_run_page(run, RunLayout(job.folder).report)
         own = " ".join(o for o in job.overrides if o not in shared) or "(shared only)"
         badge = "done" if job.status == "done" else "failed"
         body.append(

@@ -36,7 +36,6 @@ def job_record(
     record: dict[str, Any],
     write: Path | Callable[[dict[str, Any]], Any] | None,
     *,
-    name: str = "metrics.json",
     on_error: Callable[[BaseException, dict[str, Any]], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Fill ``record`` with how the block ended, write it, and re-raise any error.
@@ -44,7 +43,7 @@ def job_record(
     On success ``status`` is ``done``; on an exception ``failed`` (``interrupted`` for
     Ctrl-C / SystemExit) with ``error`` (:func:`error_line`) and ``traceback``. Then
     ``wall_time_s`` is set and the record is written: ``write`` is a folder (the record
-    goes to ``<folder>/<name>``), a callable that writes it (for rank-zero-only or
+    goes to its ``metrics.json``), a callable that writes it (for rank-zero-only or
     conditional writes), or None (the caller writes it). ``on_error(error, record)`` may
     adjust the record of an error before it is written (a preempted run's own status).
     """
@@ -62,6 +61,6 @@ def job_record(
     finally:
         record["wall_time_s"] = round(time.time() - started, 2)
         if isinstance(write, Path):
-            write_metrics(record, write, name)
+            write_metrics(record, write)
         elif write is not None:
             write(record)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.stats import ALPHA
 from fracture_lit.stats.auroc import macro_auroc
 from fracture_lit.stats.delong import DeLongResult, delong_test
@@ -97,12 +98,13 @@ class JobPredictions:
         (it failed, or ran with the review callback off).
         """
         folder = Path(folder)
-        path = folder / "review" / split / "predictions.csv"
+        run = RunLayout(folder)
+        path = run.review.predictions(split)
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: no predictions (the job failed, or ran without callbacks.review)"
             )
-        data = _data_config(folder / "config.yaml")
+        data = _data_config(run.config)
         root = Path(str(data["root"])).resolve() if data.get("root") else None
         with path.open(newline="") as stream:
             rows = list(csv.DictReader(stream))

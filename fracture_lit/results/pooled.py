@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.results.folders import JobResult, read_csv
 from fracture_lit.stats.auroc import auroc
 from fracture_lit.stats.bootstrap import bootstrap_ci
@@ -62,7 +62,7 @@ def read_predictions(job: JobResult, stage: str) -> tuple[np.ndarray, np.ndarray
     None when the file is missing or the task is not binary. The positive class is the
     last of metrics.json's ``classes`` (fracture datasets put it there).
     """
-    rows = read_csv(Path(job.folder) / "review" / stage / "predictions.csv")
+    rows = read_csv(RunLayout(job.folder).review.predictions(stage))
     if not rows:
         return None
     prob_columns = [c for c in rows[0] if c.startswith("prob_")]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.layout import SweepLayout
 from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
@@ -59,19 +60,17 @@ def write_report(
     jobs = load_jobs(sweep_dir)
     groups = repeat_groups(jobs)
     tables = sweep_tables(jobs, groups)
-    out_dir = Path(out).expanduser().resolve() if out else sweep_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = write_csv(jobs, out_dir / "results.csv")
-    md_path = write_markdown(sweep_dir, jobs, groups, out_dir / "results.md", tables)
-    write_vs_best_json(jobs, out_dir)  # every paired comparison with all its numbers
+    written = SweepLayout(Path(out).expanduser().resolve() if out else sweep_dir)
+    written.folder.mkdir(parents=True, exist_ok=True)
+    csv_path = write_csv(jobs, written.results_csv)
+    md_path = write_markdown(sweep_dir, jobs, groups, written.results_md, tables)
+    write_vs_best_json(jobs, written.vs_best)  # every paired comparison with all its numbers
     html_path = None
     if html:
         # Imported here: matplotlib is only needed for the page, not for the tables.
         from fracture_lit.results.html_sweep import write_sweep_report_html
 
-        html_path = write_sweep_report_html(
-            sweep_dir, out_dir / "report.html", jobs=jobs, tables=tables
-        )
+        html_path = write_sweep_report_html(sweep_dir, written.report, jobs=jobs, tables=tables)
     if show:
         if console is None:
             from rich.console import Console

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.results.folders import JobResult
 from fracture_lit.results.paired import BestComparison, JobPredictions, compare_to_best
 
@@ -27,7 +28,6 @@ __all__ = ["PRIMARY", "SELECT_STAGE", "TEST_STAGE", "comparison", "vs_best_value
 PRIMARY = "auroc"
 SELECT_STAGE = "val"
 TEST_STAGE = "test"
-JSON_NAME = "vs_best.json"
 
 _CACHE: dict[tuple[Any, ...], BestComparison | None] = {}
 
@@ -42,7 +42,7 @@ def _names(jobs: Sequence[JobResult]) -> list[str]:
 
 
 def _stamp(job: JobResult) -> tuple[Any, ...]:
-    path = Path(job.folder) / "review" / TEST_STAGE / "predictions.csv"
+    path = RunLayout(job.folder).review.predictions(TEST_STAGE)
     try:
         return (str(job.folder), job.status, path.stat().st_mtime_ns)
     except OSError:
@@ -101,11 +101,12 @@ def vs_best_note(jobs: Sequence[JobResult], stage: str) -> str:
     )
 
 
-def write_json(jobs: Sequence[JobResult], folder: Path) -> Path | None:
-    """``vs_best.json``: every comparison with all its numbers (for scripts and tests)."""
+def write_json(jobs: Sequence[JobResult], path: Path) -> Path | None:
+    """``vs_best.json`` (the sweep's :attr:`~fracture_lit.layout.SweepLayout.vs_best`):
+    every comparison with all its numbers (for scripts and tests)."""
     found = comparison(jobs)
     if found is None:
         return None
-    path = Path(folder) / JSON_NAME
+    path = Path(path)
     path.write_text(json.dumps(found.to_dict(), indent=2, default=float))
     return path

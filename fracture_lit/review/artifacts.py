@@ -1,6 +1,7 @@
 """The review folder of a run or an evaluation: curves, confusion matrix, predictions, CAMs.
 
-Layout (``<run folder>/review/``), read by the HTML report and logged to W&B::
+Layout (``<run folder>/review/``, :class:`fracture_lit.layout.ReviewLayout`), read by the
+HTML report and logged to W&B::
 
     <split>/confusion.png  roc.png  pr.png  reliability.png  predictions.csv  misclassified.csv
     gradcam/<split>_fixed_NN.png   the same images on every run (first of each class)
@@ -21,6 +22,7 @@ from fracture_lit.data.cache import BadImageError
 from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.evaluation.scoring import confusion_at_threshold
 from fracture_lit.inference.pipeline import InputPipeline
+from fracture_lit.layout import ReviewLayout
 from fracture_lit.review.panels import CamPanelWriter, cam_class
 from fracture_lit.review.plots import plot_confusion, plot_pr, plot_reliability, plot_roc
 
@@ -69,37 +71,39 @@ def write_review(
     n_worst: int = 8,
     target_layer: str | None = None,
 ) -> ReviewFiles:
-    """Write one split's review files; Grad-CAM panels when ``net`` and ``pipeline`` are given."""
-    split_dir = out_dir / pred.split
-    split_dir.mkdir(parents=True, exist_ok=True)
+    """Write one split's review files into the review folder ``out_dir``; Grad-CAM panels
+    when ``net`` and ``pipeline`` are given."""
+    review = ReviewLayout(out_dir)
+    split = pred.split
+    review.split(split).mkdir(parents=True, exist_ok=True)
     matrix = confusion_at_threshold(pred)
     thr = f" at threshold {pred.threshold:.3f}" if pred.binary else ""
     title = f"{pred.split}: confusion{thr}"
     files = ReviewFiles(
         split=pred.split,
-        confusion=plot_confusion(matrix, pred.class_names, split_dir / "confusion.png", title),
+        confusion=plot_confusion(matrix, pred.class_names, review.confusion(split), title),
         roc=plot_roc(
             pred.probs,
             pred.labels,
             pred.class_names,
-            split_dir / "roc.png",
+            review.roc(split),
             threshold=pred.threshold if pred.binary else None,
             title=f"{pred.split}: ROC",
         ),
         pr=plot_pr(
-            pred.probs, pred.labels, pred.class_names, split_dir / "pr.png", f"{pred.split}: PR"
+            pred.probs, pred.labels, pred.class_names, review.pr(split), f"{pred.split}: PR"
         ),
-        predictions=pred.write_csv(split_dir / "predictions.csv"),
-        misclassified=_write_misclassified(pred, split_dir / "misclassified.csv"),
+        predictions=pred.write_csv(review.predictions(split)),
+        misclassified=_write_misclassified(pred, review.misclassified(split)),
         confusion_matrix=matrix,
         reliability=plot_reliability(
-            pred.probs, pred.labels, split_dir / "reliability.png", f"{pred.split}: reliability"
+            pred.probs, pred.labels, review.reliability(split), f"{pred.split}: reliability"
         ),
     )
     if net is not None and pipeline is not None and (n_fixed or n_worst):
         chosen = [("fixed", i) for i in pred.fixed_set(n_fixed)]
         chosen += [("worst", i) for i in pred.misclassified()[:n_worst]]
-        files.cams = write_gradcam(pred, chosen, out_dir / "gradcam", net, pipeline, target_layer)
+        files.cams = write_gradcam(pred, chosen, review, net, pipeline, target_layer)
     return files
 
 
@@ -117,12 +121,13 @@ def _write_misclassified(pred: SplitPredictions, path: Path) -> Path:
 def write_gradcam(
     pred: SplitPredictions,
     chosen: list[tuple[str, int]],
-    out_dir: Path,
+    review: ReviewLayout,
     net: torch.nn.Module,
     pipeline: InputPipeline,
     target_layer: str | None = None,
 ) -> list[CamImage]:
-    """Grad-CAM panels (image | heatmap, captioned) for the chosen (kind, index) pairs."""
+    """Grad-CAM panels (image | heatmap, captioned) for the chosen (kind, index) pairs, in
+    the review's ``gradcam/`` folder and its ``index.csv``."""
     if not chosen:
         return []
     images, kept = [], []
@@ -142,7 +147,7 @@ def write_gradcam(
         n = counters[kind] = counters.get(kind, -1) + 1
         target = cam_class(pred.binary, int(predicted[i]))
         item = CamImage(
-            file=out_dir / f"{pred.split}_{kind}_{n:02d}.png",
+            file=review.gradcam_panel(pred.split, kind, n),
             kind=kind,
             split=pred.split,
             path=pred.paths[i],
@@ -158,7 +163,7 @@ def write_gradcam(
         )
     with CamPanelWriter(net, target_layer) as writer:
         writer.write(pipeline.to_tensor(images), images, targets, captions, [c.file for c in cams])
-    _append_index(out_dir / "index.csv", cams)
+    _append_index(review.gradcam_index, cams)
     return cams
 
 

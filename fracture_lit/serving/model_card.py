@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.stats.catalogue import by_key
 
 __all__ = ["DISCLAIMER", "ModelCard", "run_folder_of"]
@@ -29,17 +30,15 @@ _SHOWN_METRICS = ("auroc", "acc", "recall", "specificity")
 
 
 def run_folder_of(ckpt_path: str | Path) -> Path | None:
-    """``<run>`` of ``<run>/checkpoints/<name>.ckpt``, when that layout is there."""
-    ckpt = Path(ckpt_path).expanduser().resolve()
-    run = ckpt.parent.parent
-    if ckpt.parent.name == "checkpoints" and (run / "metrics.json").is_file():
-        return run
-    return None
+    """``<run>`` of ``<run>/checkpoints/<name>.ckpt`` when that run finished writing its
+    ``metrics.json`` (:meth:`~fracture_lit.layout.RunLayout.of_checkpoint`)."""
+    run = RunLayout.of_checkpoint(ckpt_path)
+    return run.folder if run is not None and run.metrics.is_file() else None
 
 
 def _training_data(run_dir: Path | None) -> str:
     """``FracAtlas (/data/FracAtlas)`` from the run's resolved ``config.yaml``."""
-    config = run_dir / "config.yaml" if run_dir is not None else None
+    config = RunLayout(run_dir).config if run_dir is not None else None
     if config is None or not config.is_file():
         return "unknown (the checkpoint is not inside its run folder)"
     from omegaconf import OmegaConf

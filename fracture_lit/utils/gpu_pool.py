@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.errors import ConfigError
+from fracture_lit.layout import SweepLayout
 
-SLOTS_DIR = ".gpu_slots"
 #: The slot this process holds: (lock folder, slot number, open lock file).
 _HELD: tuple[str, int, Any] | None = None
 
@@ -162,7 +162,7 @@ def pin_local_gpus(cfg: Any) -> dict[str, Any] | None:
     if not gpus:
         return None
     sets = plan_slots(gpus, per_job_count(pool.get("per_job"), len(gpus), n_jobs), n_jobs)
-    slot = claim_slot(Path(sweep_dir) / SLOTS_DIR, len(sets))
+    slot = claim_slot(SweepLayout(sweep_dir).gpu_slots, len(sets))
     os.environ["FRACTURE_LIT_GPU_POOL"] = ",".join(gpus)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(sets[slot])
     return {

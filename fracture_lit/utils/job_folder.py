@@ -21,15 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fracture_lit.errors import UserError
+from fracture_lit.errors import ConfigError, UserError
+from fracture_lit.layout import RunLayout
 
 log = logging.getLogger(__name__)
-
-RECORD_DIR = ".resume"
-ATTEMPTS_DIR = ".attempts"
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-#: What a failed attempt leaves that a fresh start must not mix with its own.
-ATTEMPT_FILES = ("metrics.json", "checkpoints", "csv", "wandb", "review", "report.html")
 
 
 class JobFolderMismatchError(UserError, RuntimeError):
@@ -47,15 +42,10 @@ class JobPlan:
 
 def read_status(folder: Path) -> dict[str, Any] | None:
     """The folder's ``metrics.json``, or None when there is none (or it is unreadable)."""
-    path = folder / "metrics.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(RunLayout(folder).metrics.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _record_path(folder: Path) -> Path:
-    return folder / RECORD_DIR / "overrides.json"
 
 
 def check_same_job(folder: Path, overrides: list[str]) -> None:
@@ -64,22 +54,21 @@ def check_same_job(folder: Path, overrides: list[str]) -> None:
     Hydra has already rewritten ``.hydra/`` by the time a job runs, so a refused job puts
     back the copy taken when the folder's own job first ran.
     """
-    record = _record_path(folder)
+    run = RunLayout(folder)
+    record = run.resume_record
     if not record.is_file():
-        if _has_results(folder):
+        if _has_results(run):
             return  # made before records were kept: nothing to compare with
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"overrides": list(overrides)}, indent=1))
-        hydra_dir = folder / ".hydra"
-        if hydra_dir.is_dir():
-            shutil.copytree(hydra_dir, record.parent / "hydra", dirs_exist_ok=True)
+        if run.hydra.is_dir():
+            shutil.copytree(run.hydra, run.resume_hydra, dirs_exist_ok=True)
         return
     recorded = json.loads(record.read_text()).get("overrides", [])
     if sorted(recorded) == sorted(overrides):
         return
-    saved_hydra = record.parent / "hydra"
-    if saved_hydra.is_dir():
-        shutil.copytree(saved_hydra, folder / ".hydra", dirs_exist_ok=True)
+    if run.resume_hydra.is_dir():
+        shutil.copytree(run.resume_hydra, run.hydra, dirs_exist_ok=True)
     raise JobFolderMismatchError(
         f"{folder} belongs to the job `{' '.join(recorded) or '(no overrides)'}`, not to "
         f"`{' '.join(overrides) or '(no overrides)'}`: refusing to reuse it (nothing in it "
@@ -92,18 +81,16 @@ def check_same_job(folder: Path, overrides: list[str]) -> None:
 RESUMABLE_STATUSES = ("preempted", "interrupted")
 
 
-def _has_results(folder: Path) -> bool:
-    return (folder / "metrics.json").is_file() or (folder / LAST_CHECKPOINT).is_file()
+def _has_results(run: RunLayout) -> bool:
+    return run.metrics.is_file() or run.last_checkpoint.is_file()
 
 
 def plan_job(folder: Path, mode: str = "auto") -> JobPlan:
     """Decide how a job starts in ``folder`` (see the module docstring)."""
     if mode not in ("auto", "never"):
-        from fracture_lit.errors import ConfigError
-
         raise ConfigError(f"resume={mode!r}: use auto (continue this folder's run) or never.")
     status = read_status(folder)
-    last = folder / LAST_CHECKPOINT
+    last = RunLayout(folder).last_checkpoint
     if mode == "auto" and status is not None and status.get("status") == "done":
         return JobPlan("skip", recorded=status)
     unfinished = status is None or status.get("status") in RESUMABLE_STATUSES
@@ -116,10 +103,11 @@ def plan_job(folder: Path, mode: str = "auto") -> JobPlan:
 def archive_attempt(folder: Path) -> Path | None:
     """Move what an earlier attempt left (results, checkpoints, logs) to ``.attempts/<n>/``,
     so a fresh start neither mixes with it nor deletes it."""
-    present = [folder / name for name in ATTEMPT_FILES if (folder / name).exists()]
+    run = RunLayout(folder)
+    present = [path for path in run.attempt_files() if path.exists()]
     if not present:
         return None
-    attempts = folder / ATTEMPTS_DIR
+    attempts = run.attempts
     n = 1 + max((int(p.name) for p in attempts.glob("*") if p.name.isdigit()), default=0)
     target = attempts / str(n)
     target.mkdir(parents=True)

@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-RECORD = "slurm_jobs.json"
+from fracture_lit.layout import SweepLayout
+
 #: squeue states of a job that will still run (or is running) without anyone's help.
 QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING"}
 ACTIVE = {"RUNNING", "COMPLETING", "SUSPENDED", "SIGNALING", "STAGE_OUT"}
@@ -24,7 +25,7 @@ ACTIVE = {"RUNNING", "COMPLETING", "SUSPENDED", "SIGNALING", "STAGE_OUT"}
 def record_submission(sweep_dir: str | Path, jobs: dict[int, dict[str, Any]]) -> Path:
     """Add ``{job number: {"overrides": [...], "slurm_job_id": "12_0"}}`` to the record
     (a resumed sweep adds its new submissions to the old ones)."""
-    path = Path(sweep_dir) / RECORD
+    path = SweepLayout(sweep_dir).slurm_jobs
     record = read_submission(sweep_dir)
     record.update({int(num): dict(job) for num, job in jobs.items()})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,7 @@ def record_submission(sweep_dir: str | Path, jobs: dict[int, dict[str, Any]]) ->
 
 def read_submission(sweep_dir: str | Path) -> dict[int, dict[str, Any]]:
     """The sweep's submission record (empty when it was not a SLURM sweep)."""
-    path = Path(sweep_dir) / RECORD
+    path = SweepLayout(sweep_dir).slurm_jobs
     try:
         return {int(k): v for k, v in json.loads(path.read_text()).items()}
     except (OSError, ValueError):

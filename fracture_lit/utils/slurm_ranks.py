@@ -21,17 +21,17 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from fracture_lit.utils.job_folder import RECORD_DIR, read_status
+from fracture_lit.layout import RunLayout
+from fracture_lit.utils.job_folder import read_status
 
 log = logging.getLogger(__name__)
 
-START_RECORD = "slurm_start.json"
 #: How long the other ranks wait for rank 0's decision (it may be moving a failed attempt).
 WAIT_FOR_RANK_ZERO_S = 600.0
 
 
 def start_record_path(folder: str | Path) -> Path:
-    return Path(folder) / RECORD_DIR / START_RECORD
+    return RunLayout(Path(folder)).slurm_start
 
 
 def attempt_key(environ: Mapping[str, str]) -> str:

@@ -33,9 +33,10 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 
+from fracture_lit.layout import SweepLayout
+
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "optuna.db"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -43,9 +44,9 @@ def storage_url(storage: Any, sweep_dir: str) -> Any:
     """``storage`` as given, or a SQLite file in the sweep folder when it is unset."""
     if storage not in (None, ""):
         return storage
-    folder = Path(sweep_dir).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / STUDY_FILE}"
+    sweep = SweepLayout(Path(sweep_dir).resolve())
+    sweep.folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{sweep.optuna_study}"
 
 
 class ResumableStudy(OptunaSweeperImpl):
@@ -154,6 +155,5 @@ class ResumableStudy(OptunaSweeperImpl):
             }
         results["n_trials"] = len(study.trials)
         OmegaConf.save(
-            OmegaConf.create(results),
-            Path(self.config.hydra.sweep.dir) / "optimization_results.yaml",
+            OmegaConf.create(results), SweepLayout(self.config.hydra.sweep.dir).optuna_results
         )
