@@ -133,6 +133,7 @@ def instantiate_run(
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
+    from fracture_lit.callbacks.pruning import pruned_by
     from fracture_lit.utils.gpu_pool import pin_local_gpus
     from fracture_lit.validation import validate_train
 
@@ -179,6 +180,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["stopped_early"] = bool(
             trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
         )
+        pruned = pruned_by(trainer)
+        if pruned is not None:  # an Optuna trial its pruner stopped: no final evaluation
+            results.update(status="pruned", pruned=pruned)
+            return results
     elif cfg.get("ckpt_path"):
         ckpt_path = cfg.ckpt_path
 
@@ -284,6 +289,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("Run folder: %s", output_dir)
         if results.get("best_model_path"):
             log.info("Best checkpoint: %s", results["best_model_path"])
+    elif rank_zero and results["status"] == "pruned":
+        log.info("Pruned after %s epoch(s); run folder: %s", results.get("epochs"), output_dir)
     return results
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from fracture_lit.errors import UserError
 from fracture_lit.results.catalogue import CATALOGUE, STAGES
 from fracture_lit.results.papers import float_or_none, job_paper
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = [
     "METRICS_NAME",
@@ -289,6 +290,8 @@ class JobResult:
     paper_title: str | None = None
     #: The class names, positive class last for binary tasks (metrics.json ``classes``).
     classes: list[str] = field(default_factory=list)
+    #: How an Optuna pruner stopped the job (``epoch``, ``monitor``, ``value``, ``pruner``).
+    pruned: dict[str, Any] = field(default_factory=dict)
 
     def repeat_key(self, kind: str) -> tuple[str, ...]:
         """The overrides without the ``kind`` (``seed``/``fold``) override."""
@@ -328,7 +331,7 @@ def load_job(job_dir: Path) -> JobResult:
             loaded = json.loads(metrics_file.read_text())
             summary = loaded if isinstance(loaded, dict) else {}
             status = str(summary.get("status") or "failed")
-            if status != "done":
+            if status not in FINISHED_STATUSES:
                 error = error_text(summary) or "failed (no error recorded)"
         except (OSError, ValueError) as exc:
             status, error = "failed", f"metrics.json unreadable: {exc}"
@@ -369,6 +372,7 @@ def load_job(job_dir: Path) -> JobResult:
         paper_id=paper.paper_id,
         paper_title=paper.title,
         classes=[str(c) for c in classes] if isinstance(classes, list) else [],
+        pruned=summary["pruned"] if isinstance(summary.get("pruned"), dict) else {},
     )
 
 

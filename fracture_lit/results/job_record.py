@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.results.folders import write_metrics
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = ["error_line", "job_record"]
 
@@ -41,7 +42,8 @@ def job_record(
 ) -> Iterator[dict[str, Any]]:
     """Fill ``record`` with how the block ended, write it, and re-raise any error.
 
-    On success ``status`` is ``done``; on an exception ``failed`` (``interrupted`` for
+    On success ``status`` is ``done``, unless the block recorded another finished status
+    (``pruned``: a search trial its pruner stopped); on an exception ``failed`` (``interrupted`` for
     Ctrl-C / SystemExit) with ``error`` (:func:`error_line`) and ``traceback``. Then
     ``wall_time_s`` is set and the record is written: ``write`` is a folder (the record
     goes to ``<folder>/<name>``), a callable that writes it (for rank-zero-only or
@@ -51,7 +53,8 @@ def job_record(
     started = time.time()
     try:
         yield record
-        record["status"] = "done"
+        if record.get("status") not in FINISHED_STATUSES:
+            record["status"] = "done"
     except BaseException as error:
         record["status"] = "failed" if isinstance(error, Exception) else "interrupted"
         record["error"] = error_line(error)

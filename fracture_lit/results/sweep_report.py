@@ -26,6 +26,7 @@ from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
 from fracture_lit.results.table import repeat_groups, sweep_tables
 from fracture_lit.results.vs_best import write_json as write_vs_best_json
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = ["ReportPaths", "write_report"]
 
@@ -78,7 +79,7 @@ def write_report(
 
             console = Console()
         print_sweep(tables, jobs, sweep_dir, console)
-        failed = [j for j in jobs if j.status != "done"]
+        failed = [j for j in jobs if j.status not in FINISHED_STATUSES]
         if failed:
             console.print(
                 f"[red]{len(failed)} of {len(jobs)} jobs failed[/red]: "
