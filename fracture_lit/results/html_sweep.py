@@ -73,13 +73,15 @@ def write_sweep_report_html(
     *,
     jobs: Sequence[JobResult] | None = None,
     tables: Sequence[Table] | None = None,
+    search: Sequence[str] = (),
 ) -> Path:
     """Write the sweep's ``report.html`` and every job's own ``report.html``.
 
     The sweep page has the report's tables, a comparison chart and one section per job
     (error, metrics, confusion matrices, learning curves, Grad-CAM), each linking to the
     job's full report by a relative path. ``jobs`` and ``tables`` skip reloading when the
-    caller (:func:`fracture_lit.results.sweep_report.write_report`) already has them.
+    caller (:func:`fracture_lit.results.sweep_report.write_report`) already has them;
+    ``search`` is the HTML of an Optuna search's section (:mod:`.html_search`).
     """
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     jobs = list(jobs) if jobs is not None else load_jobs(sweep_dir)
@@ -105,6 +107,7 @@ def write_sweep_report_html(
         body.append(
             "<h2>Comparison</h2>" + figure(chart, "point and 95% bootstrap CI per job", "wide")
         )
+    body += search
     body.append("<h2>Tables</h2>" + _sweep_tables(jobs, tables))
     body.append("<h2>Per job</h2>")
     for job in jobs:

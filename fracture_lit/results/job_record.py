@@ -45,7 +45,8 @@ def job_record(
     On success ``status`` is ``done``, unless the block recorded another finished status
     (``pruned``: a search trial its pruner stopped); on an exception ``failed`` (``interrupted`` for
     Ctrl-C / SystemExit) with ``error`` (:func:`error_line`) and ``traceback``. Then
-    ``wall_time_s`` is set and the record is written: ``write`` is a folder (the record
+    ``wall_time_s`` and the block's ``started_at`` / ``ended_at`` (Unix seconds: when the
+    jobs of a sweep ran, side by side) are set and the record is written: ``write`` is a folder (the record
     goes to ``<folder>/<name>``), a callable that writes it (for rank-zero-only or
     conditional writes), or None (the caller writes it). ``on_error(error, record)`` may
     adjust the record of an error before it is written (a preempted run's own status).
@@ -63,7 +64,12 @@ def job_record(
             on_error(error, record)
         raise
     finally:
-        record["wall_time_s"] = round(time.time() - started, 2)
+        ended = time.time()
+        record.update(
+            wall_time_s=round(ended - started, 2),
+            started_at=round(started, 3),
+            ended_at=round(ended, 3),
+        )
         if isinstance(write, Path):
             write_metrics(record, write, name)
         elif write is not None:

@@ -11,6 +11,8 @@ twelve files. :func:`write_report` reads every numbered job folder once and writ
   out-of-fold AUROC (:mod:`.pooled`);
 * ``report.html``: one self-contained page (:mod:`.html_sweep`), plus a ``report.html`` in
   every job folder, linked from it;
+* for an Optuna search, ``best_config.yaml`` (the best trial, ready to run) and a search
+  section in the page: importance, history, parallel coordinates (:mod:`.search_insight`);
 
 and prints the tables on the console. It only reads files: torch is never imported.
 """
@@ -24,6 +26,7 @@ from typing import Any
 from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
+from fracture_lit.results.search_insight import load_insight, write_best_config
 from fracture_lit.results.table import repeat_groups, sweep_tables
 from fracture_lit.results.vs_best import write_json as write_vs_best_json
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
@@ -65,13 +68,20 @@ def write_report(
     csv_path = write_csv(jobs, out_dir / "results.csv")
     md_path = write_markdown(sweep_dir, jobs, groups, out_dir / "results.md", tables)
     write_vs_best_json(jobs, out_dir)  # every paired comparison with all its numbers
+    insight = load_insight(sweep_dir)  # None unless the sweep is an Optuna search
+    best_config = write_best_config(insight) if insight is not None else None
     html_path = None
     if html:
         # Imported here: matplotlib is only needed for the page, not for the tables.
+        from fracture_lit.results.html_search import search_sections
         from fracture_lit.results.html_sweep import write_sweep_report_html
 
         html_path = write_sweep_report_html(
-            sweep_dir, out_dir / "report.html", jobs=jobs, tables=tables
+            sweep_dir,
+            out_dir / "report.html",
+            jobs=jobs,
+            tables=tables,
+            search=search_sections(insight, best_config),
         )
     if show:
         if console is None:
@@ -86,6 +96,8 @@ def write_report(
                 + ", ".join(str(j.num) for j in failed)
             )
         console.print(f"Wrote {csv_path}\nWrote {md_path}", highlight=False)
+        if best_config is not None:
+            console.print(f"Wrote {best_config} (the best trial, ready to run)", highlight=False)
         if html_path is not None:
             console.print(
                 f"Wrote {html_path} (and report.html in each of the {len(jobs)} job folders)",

@@ -265,22 +265,45 @@ class ResumableStudy(OptunaSweeperImpl):
             ) from self._failures[0]
 
     def _save_results(self, study: optuna.Study, directions: list[str]) -> None:
-        if len(directions) == 1:
+        results: dict[str, Any] = {"name": "optuna"}
+        complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+        if len(directions) == 1 and complete:
             best = study.best_trial
-            results: dict[str, Any] = {
-                "name": "optuna",
-                "best_params": best.params,
-                "best_value": best.value,
-                "best_trial": best.number,
-            }
+            results.update(best_params=best.params, best_value=best.value, best_trial=best.number)
             log.info("Best trial %d: %s = %s", best.number, best.params, best.value)
+        elif complete:
+            results["solutions"] = [
+                {"params": t.params, "values": t.values} for t in study.best_trials
+            ]
         else:
-            results = {
-                "name": "optuna",
-                "solutions": [{"params": t.params, "values": t.values} for t in study.best_trials],
-            }
+            log.warning("No trial completed: no best trial to report.")
         results["n_trials"] = len(study.trials)
         OmegaConf.save(
             OmegaConf.create(results),
             Path(self.config.hydra.sweep.dir) / "optimization_results.yaml",
         )
+        self._log_to_wandb()
+
+    def _log_to_wandb(self) -> None:
+        """A summary run beside the trials' runs when the trials log to W&B."""
+        wandb_conf = OmegaConf.select(self.config, "logger.wandb")
+        if wandb_conf is None:
+            return
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        try:
+            from fracture_lit.results.search_insight import load_insight
+            from fracture_lit.results.search_wandb import log_search_summary
+
+            insight = load_insight(sweep_dir)
+            if insight is None:
+                return
+            # The trials' group, as fracture_lit.train names it for a sweep's jobs.
+            group = wandb_conf.get("group") or f"{self.config.task_name}-{sweep_dir.name}"
+            settings = {
+                "project": wandb_conf.get("project"),
+                "entity": wandb_conf.get("entity"),
+                "group": group,
+            }
+            log_search_summary(insight, settings)
+        except Exception as error:  # noqa: BLE001 - a summary never fails a finished search
+            log.warning("Could not log the search summary to W&B: %s", error)
