@@ -85,9 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fl-bench-search-") as tmp:
         for repeat in range(args.repeats):
             for mode, asynchronous in MODES.items():
-                runs[mode].append(
-                    run_search(Path(tmp) / f"{mode}-{repeat}", asynchronous, args)
-                )
+                runs[mode].append(run_search(Path(tmp) / f"{mode}-{repeat}", asynchronous, args))
     summary = {
         mode: {
             "span_s": median([r["span_s"] for r in results]),
@@ -101,8 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "summary": summary,
         "ratio_batched_over_async": summary["batched"]["span_s"]
         / summary["asynchronous"]["span_s"],
-        "ratio_ideal": summary["batched"]["ideal_span_s"]
-        / summary["asynchronous"]["ideal_span_s"],
+        "ratio_ideal": summary["batched"]["ideal_span_s"] / summary["asynchronous"]["ideal_span_s"],
         "runs": runs,
         "settings": {
             "trials": args.trials,

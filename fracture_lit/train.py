@@ -97,22 +97,14 @@ def instantiate_run(
     """The datamodule, model, Trainer and loggers of one run, as :func:`train` fits them
     (``benchmarks/bench_train.py`` times these same objects, plus its ``extra_callbacks``)."""
     from fracture_lit.callbacks.resume import ResumableTraining, trainer_plugins
+    from fracture_lit.tasks.building import instantiate_data_and_model
     from fracture_lit.utils.environment import (
         resolve_trainer_overrides,
         skip_deterministic_memory_fill,
     )
     from fracture_lit.utils.instantiate import instantiate_group
 
-    log.info("Instantiating datamodule <%s>", cfg.data._target_)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    log.info("Instantiating model <%s> (%s)", cfg.model._target_, cfg.model.backbone)
-    model = hydra.utils.instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        class_names=datamodule.classes,
-        monitor=cfg.monitor,
-        monitor_mode=cfg.monitor_mode,
-    )
+    datamodule, model = instantiate_data_and_model(cfg)
     # Always there: exact resume and preemption are part of every run (callbacks/resume.py).
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),

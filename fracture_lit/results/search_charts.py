@@ -34,7 +34,7 @@ def importance_chart(insight: SearchInsight) -> bytes | None:
     names = list(insight.importance)[::-1]
     fig, ax = _figure(6.4, 0.5 + 0.45 * len(names))
     ax.barh(names, [insight.importance[n] for n in names], color="#2f6fdf")
-    ax.set_xlabel(f"importance for {insight.monitor} (fANOVA)")
+    ax.set_xlabel(f"importance for {insight.monitor} (mean decrease in impurity)")
     ax.set_xlim(0, 1)
     for y, name in enumerate(names):
         ax.text(insight.importance[name] + 0.01, y, f"{insight.importance[name]:.2f}", va="center")

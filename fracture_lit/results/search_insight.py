@@ -4,8 +4,10 @@ Hydra's Optuna sweeper leaves the study in a database and the analysis to the us
 PR #1132). For a sweep folder whose ``search.json`` names a study, this module reads the
 study once (:func:`load_insight`) and gives the report
 
-* the hyperparameters' importance for the objective (Optuna's fANOVA evaluator over the
-  completed trials; scikit-learn is a runtime dependency for it),
+* the hyperparameters' importance for the objective (Optuna's mean-decrease-impurity
+  evaluator: a random forest fitted to the completed trials; scikit-learn is a runtime
+  dependency for it). Optuna 2.10's fANOVA evaluator fails on today's scikit-learn (its
+  trees' value arrays changed shape), so it is not used,
 * each trial's objective in order with the best so far, pruned trials marked, and a
   parallel-coordinates view of parameters against the objective
   (:mod:`.search_charts`),
@@ -140,7 +142,7 @@ def _log_scale(distribution: Any) -> bool:
 
 
 def _importance(study: Any, insight: SearchInsight) -> tuple[dict[str, float], str]:
-    """fANOVA importances of the completed trials, or why there are none."""
+    """Mean-decrease-impurity importances over the completed trials, or why there are none."""
     complete = insight.count("COMPLETE")
     if complete < 2:
         return {}, f"needs 2 completed trials ({complete} so far)"
@@ -151,18 +153,18 @@ def _importance(study: Any, insight: SearchInsight) -> tuple[dict[str, float], s
     ]
     if not varied:
         return {}, "every completed trial has the same parameters"
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+    from optuna.importance import MeanDecreaseImpurityImportanceEvaluator, get_param_importances
 
     try:
         found = get_param_importances(
-            study, evaluator=FanovaImportanceEvaluator(seed=0), params=varied
+            study, evaluator=MeanDecreaseImpurityImportanceEvaluator(seed=0), params=varied
         )
     except (ValueError, RuntimeError) as error:
         return {}, f"not computable: {error}"
     importance = {k: float(v) for k, v in found.items() if math.isfinite(float(v))}
     note = (
-        f"fANOVA over {complete} completed trials: the share of the objective's variance "
-        "each parameter explains"
+        f"mean decrease in impurity of a random forest fitted to the {complete} completed "
+        "trials: how much each parameter explains of the objective"
     )
     return importance, note
 

@@ -2,7 +2,7 @@
 
 Each trial's own W&B run already carries its full config (W&B's own parallel-coordinates
 and importance panels read those); this adds one run per search, ``job_type=search``, in
-the trials' group, holding what only the study knows: the importance (fANOVA), the
+the trials' group, holding what only the study knows: the importance (mean decrease in impurity), the
 optimisation history and parallel-coordinates charts as images, a table of every trial
 (pruned ones with their last reported value) and the best trial as the run's config and
 summary. Offline without a login (``configure_wandb_mode``): never prompts, never fails

@@ -8,6 +8,12 @@ joblib worker process pinned to its own GPUs by ``fracture_lit.utils.gpu_pool``,
 SLURM job of its own), so the threads only wait. Asking the study for a trial and telling
 it the result happen under one lock, so trials are numbered in the order they start and
 trial ``n`` still runs in job folder ``n``: a killed search resumes as a batched one does.
+
+With ``hydra/launcher=slurm`` a slot's launch submits a one-job array and waits for its
+result (submitit polls the queue); every submission is added to ``slurm_jobs.json`` under
+a lock, and a resumed search adopts a trial's job still in the queue instead of
+submitting it again. The in-process basic launcher gets one slot (its jobs share the
+sweeper's process, its working folder and Hydra's global state).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The library code behind each entry point (the entry points only wire): ``tuning`` (tune)."""
