@@ -165,6 +165,9 @@ def test_search_summary_in_wandb(pruned_search: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("WANDB_SILENT", "true")
     insight = load_insight(pruned_search)
     folder = log_search_summary(insight, {"project": "fracture_lit", "group": "g-search"})
+    import wandb
+
+    wandb.teardown()  # the service writes the run's file; as at the end of a process
     run = read_offline_run(folder)
     assert run.job_type == "search" and run.group == "g-search"
     for key in ("trials", "importance", "figure_importance", "figure_history", "figure_parallel"):

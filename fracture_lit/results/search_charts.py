@@ -117,11 +117,13 @@ def parallel_chart(insight: SearchInsight) -> bytes | None:
     from matplotlib.colors import Normalize
 
     axes = [_axis(trials, n, n in insight.log_params) for n in names]
-    objective = [t.value for t in trials]
-    low, high = min(objective), max(objective)
-    axes.append(
-        ([(v - low) / ((high - low) or 1.0) for v in objective], [f"{low:.4g}", f"{high:.4g}"])
-    )
+    # The objective's axis and colours span the completed trials; a pruned trial's value
+    # (often far off: that is why it was pruned) is drawn at the axis's end.
+    done = [t.value for t in trials if t.state == "COMPLETE"] or [t.value for t in trials]
+    low, high = min(done), max(done)
+    span = (high - low) or 1.0
+    objective = [min(1.05, max(-0.05, (t.value - low) / span)) for t in trials]
+    axes.append((objective, [f"{low:.5g}", f"{high:.5g}"]))
     labels = [*names, insight.monitor]
     fig, ax = _figure(max(6.4, 1.9 * len(labels)), 4.0)
     cmap = colormaps["viridis" if insight.maximize else "viridis_r"]
