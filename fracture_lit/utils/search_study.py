@@ -6,9 +6,11 @@ ranks): no Python object crosses that boundary. A job knows its sweep folder and
 number from Hydra; trial ``n`` runs in job folder ``n`` and carries that folder in its
 user attributes, so the job can check it found its own trial before reporting to it.
 
-The sweep folder records where the study lives (``search.json``), so the report, the
-pruning callback and ``fracture_lit.resume`` all open the same one. Optuna itself is only
-imported by the functions that need it (about 3 s on 2 cores).
+The sweep folder records where the study lives (``search.json``, the storage URL as
+configured: a database URL with a password lands there as it does in Hydra's
+``multirun.yaml``), so the report and the pruning callback open the same study. Optuna
+itself is only imported by the functions that need it (about 3 s on 2 cores); the trial
+lookup uses Optuna 2's storage API (hydra-optuna-sweeper pins Optuna below 3).
 """
 
 from __future__ import annotations
