@@ -290,8 +290,6 @@ class JobResult:
     paper_title: str | None = None
     #: The class names, positive class last for binary tasks (metrics.json ``classes``).
     classes: list[str] = field(default_factory=list)
-    #: How an Optuna pruner stopped the job (``epoch``, ``monitor``, ``value``, ``pruner``).
-    pruned: dict[str, Any] = field(default_factory=dict)
 
     def repeat_key(self, kind: str) -> tuple[str, ...]:
         """The overrides without the ``kind`` (``seed``/``fold``) override."""
@@ -372,7 +370,6 @@ def load_job(job_dir: Path) -> JobResult:
         paper_id=paper.paper_id,
         paper_title=paper.title,
         classes=[str(c) for c in classes] if isinstance(classes, list) else [],
-        pruned=summary["pruned"] if isinstance(summary.get("pruned"), dict) else {},
     )
 
 
