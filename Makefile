@@ -38,6 +38,7 @@ bench: $(STAMP) ## Benchmarks vs plain baselines -> bench_results/*.json + table
 	$(PY) benchmarks/bench_train.py --out bench_results/train.json
 	$(PY) benchmarks/bench_loader.py --out bench_results/loader.json
 	$(PY) benchmarks/bench_sweep.py --out bench_results/sweep.json
+	$(PY) benchmarks/bench_search.py --out bench_results/search.json
 	$(PY) benchmarks/bench_predict.py --out bench_results/predict.json
 	$(PY) benchmarks/bench_main.py --out bench_results/main.json
 

@@ -24,10 +24,11 @@ Lightning and the callbacks write into: ``checkpoints``, ``csv``, ``review``,
       model.onnx  export.json         (export; export.json beside any output=)
       leakage_audit.{json,txt}        (audit)
       pipeline.json  stage1/  stage2/  stage1_scores_on_stage2.csv  stage2_subset.csv
+      lr_find.{csv,png}  tune.json    (tune)
     <sweep>/                        SweepLayout
       0/ 1/ ...                       job folders (RunLayout)
       results.csv  results.md  report.html  vs_best.json
-      optuna.db  optimization_results.yaml  slurm_jobs.json
+      optuna.db  optimization_results.yaml  search.json  best_config.yaml  slurm_jobs.json
       .resume/sweep.json  .gpu_slots/  .submitit/<array>_<n>/*_log.err
 
 Pure Python (stdlib only): the report reads folders without torch, and every layer may
@@ -128,6 +129,9 @@ class RunLayout:
     REVIEW = "review"
     REPORT = "report.html"
     WANDB = "wandb"
+    LR_CURVE = "lr_find.csv"
+    LR_PLOT = "lr_find.png"
+    TUNE_RECORD = "tune.json"
     #: ``.resume/``: the overrides (and Hydra files) of the job that first ran here.
     RESUME = ".resume"
     RESUME_OVERRIDES = "overrides.json"
@@ -263,6 +267,20 @@ class RunLayout:
 
     # --------------------------------------------------------------- other jobs' files
     @property
+    def lr_curve(self) -> Path:
+        """``lr_find.csv``: the learning-rate finder's curve (``python -m fracture_lit.tune lr``)."""
+        return self.folder / self.LR_CURVE
+
+    @property
+    def lr_plot(self) -> Path:
+        return self.folder / self.LR_PLOT
+
+    @property
+    def tune_record(self) -> Path:
+        """``tune.json``: what a finder suggests, with the override to use."""
+        return self.folder / self.TUNE_RECORD
+
+    @property
     def predict_csv(self) -> Path:
         """predict's ``predictions.csv`` (unless ``output=`` names another file)."""
         return self.folder / self.PREDICT_CSV
@@ -350,6 +368,10 @@ class SweepLayout:
     VS_BEST = "vs_best.json"
     OPTUNA_STUDY = "optuna.db"
     OPTUNA_RESULTS = "optimization_results.yaml"
+    #: ``{storage, study_name, directions, monitor, pruner}`` of an Optuna search.
+    SEARCH_RECORD = "search.json"
+    #: The best trial's configuration as a primary config, ready to run.
+    BEST_CONFIG = "best_config.yaml"
     SLURM_JOBS = "slurm_jobs.json"
     #: ``.resume/sweep.json`` (relative): the command ``python -m fracture_lit.resume`` reruns.
     RESUME_RECORD = Path(".resume") / "sweep.json"
@@ -399,6 +421,16 @@ class SweepLayout:
     @property
     def optuna_results(self) -> Path:
         return self.folder / self.OPTUNA_RESULTS
+
+    @property
+    def search_record(self) -> Path:
+        """``search.json``: where the study of an Optuna search lives (the jobs' pruning
+        callback and the report open the study it names)."""
+        return self.folder / self.SEARCH_RECORD
+
+    @property
+    def best_config(self) -> Path:
+        return self.folder / self.BEST_CONFIG
 
     @property
     def slurm_jobs(self) -> Path:

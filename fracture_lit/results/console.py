@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.results.folders import JobResult
-from fracture_lit.results.table import Table, shared_overrides
+from fracture_lit.results.table import Table, shared_overrides, status_counts
 from fracture_lit.stats.catalogue import CATALOGUE
 from fracture_lit.stats.splits import REPORT_STAGES as _RUN_STAGES
 
@@ -76,10 +76,9 @@ def print_sweep(
     from rich.markup import escape
     from rich.table import Table as RichTable
 
-    done = sum(j.status == "done" for j in jobs)
     console.print(
-        f"[bold]Sweep report[/bold] {escape(str(sweep_dir))}: {len(jobs)} jobs, {done} done, "
-        f"{len(jobs) - done} failed",
+        f"[bold]Sweep report[/bold] {escape(str(sweep_dir))}: {len(jobs)} jobs, "
+        f"{status_counts(jobs)}",
         highlight=False,
     )
     shared = shared_overrides(jobs)

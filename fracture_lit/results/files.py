@@ -14,6 +14,7 @@ from fracture_lit.results.table import (
     Table,
     papers_line,
     shared_overrides,
+    status_counts,
     sweep_tables,
 )
 from fracture_lit.stats.catalogue import sweep_metrics
@@ -115,12 +116,7 @@ def markdown_report(
     tables: Sequence[Table] | None = None,
 ) -> str:
     """``results.md``: a summary line, the shared overrides, then the tables."""
-    done = sum(j.status == "done" for j in jobs)
-    lines = [
-        f"# Sweep report: {sweep_dir}",
-        "",
-        f"{len(jobs)} jobs: {done} done, {len(jobs) - done} failed.",
-    ]
+    lines = [f"# Sweep report: {sweep_dir}", "", f"{len(jobs)} jobs: {status_counts(jobs)}."]
     shared = shared_overrides(jobs)
     if shared:
         lines.append("Overrides shared by every job: `" + " ".join(shared) + "`")

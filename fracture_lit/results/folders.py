@@ -23,6 +23,7 @@ from fracture_lit.results.job_errors import crash_hint, error_text
 from fracture_lit.results.papers import float_or_none, job_paper
 from fracture_lit.stats.catalogue import CATALOGUE
 from fracture_lit.stats.splits import STAGES
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = [
     "MIN_SUBGROUP_FOR_CI",
@@ -251,7 +252,7 @@ def load_job(job_dir: Path) -> JobResult:
             loaded = json.loads(metrics_file.read_text())
             summary = loaded if isinstance(loaded, dict) else {}
             status = str(summary.get("status") or "failed")
-            if status != "done":
+            if status not in FINISHED_STATUSES:
                 error = error_text(summary) or "failed (no error recorded)"
         except (OSError, ValueError) as exc:
             status, error = "failed", f"metrics.json unreadable: {exc}"

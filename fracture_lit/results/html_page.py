@@ -47,6 +47,7 @@ h4 { font-size: 13px; margin: 12px 0 4px; color: #52606d; }
   font-weight: 600; vertical-align: middle; }
 .done { background: #e3f9e5; color: #05400a; }
 .failed { background: #ffe3e3; color: #8a041a; }
+.pruned { background: #fff3c4; color: #8d2b0b; }
 .error { background: #fff5f5; border-left: 4px solid #e12d39; padding: 8px 12px; margin: 8px 0;
   white-space: pre-wrap; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }

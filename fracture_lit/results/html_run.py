@@ -39,6 +39,7 @@ from fracture_lit.results.html_page import (
 from fracture_lit.results.run_folder import RunFolder, load_run
 from fracture_lit.results.table import interval_cell
 from fracture_lit.stats.catalogue import by_key, format_value, ordered_keys, subgroup_metrics
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = ["SWEEP_CAMS_PER_KIND", "run_sections", "try_write_run_report", "write_run_page",
            "write_run_report"]  # fmt: skip
@@ -292,7 +293,7 @@ def _subgroups(run: RunFolder) -> str:
 
 def _run_header(run: RunFolder) -> str:
     s, job = run.summary, run.job
-    badge = "done" if run.status == "done" else "failed"
+    badge = run.status if run.status in FINISHED_STATUSES else "failed"
     lines = [
         f'<h1>{esc(run.title)} <span class="badge {badge}">{esc(run.status)}</span></h1>',
         f'<p class="meta">Folder: <code>{esc(run.folder)}</code></p>',
@@ -321,7 +322,7 @@ def _run_header(run: RunFolder) -> str:
 
 
 def _error_block(run: RunFolder) -> str:
-    if not run.error and run.status == "done":
+    if not run.error and run.status in FINISHED_STATUSES:
         return ""
     text = run.error or "failed (no error recorded)"
     out = f'<div class="error">{esc(text)}</div>'

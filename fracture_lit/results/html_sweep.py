@@ -30,8 +30,10 @@ from fracture_lit.results.table import (
     papers_line,
     repeat_groups,
     shared_overrides,
+    status_counts,
     sweep_tables,
 )
+from fracture_lit.utils.job_folder import FINISHED_STATUSES as FINISHED
 
 __all__ = ["write_sweep_report_html"]
 
@@ -54,7 +56,7 @@ def _sweep_tables(jobs: Sequence[JobResult], tables: Sequence[Table]) -> str:
             if job is not None:
                 cells[0] = f'<a href="#job-{job.num}">{esc(job.num)}</a>'
             rows.append(cells)
-            classes.append("fail" if job is not None and job.status != "done" else "")
+            classes.append("fail" if job is not None and job.status not in FINISHED else "")
         parts.append(f"<h3>{esc(spec.title)}</h3>")
         parts.append(
             html_table(
@@ -72,24 +74,25 @@ def write_sweep_report_html(
     *,
     jobs: Sequence[JobResult] | None = None,
     tables: Sequence[Table] | None = None,
+    search: Sequence[str] = (),
 ) -> Path:
     """Write the sweep's ``report.html`` and every job's own ``report.html``.
 
     The sweep page has the report's tables, a comparison chart and one section per job
     (error, metrics, confusion matrices, learning curves, Grad-CAM), each linking to the
     job's full report by a relative path. ``jobs`` and ``tables`` skip reloading when the
-    caller (:func:`fracture_lit.results.sweep_report.write_report`) already has them.
+    caller (:func:`fracture_lit.results.sweep_report.write_report`) already has them;
+    ``search`` is the HTML of an Optuna search's section (:mod:`.html_search`).
     """
     sweep_dir = Path(sweep_dir).expanduser().resolve()
     jobs = list(jobs) if jobs is not None else load_jobs(sweep_dir)
     if tables is None:
         tables = sweep_tables(jobs, repeat_groups(jobs))
     path = output_path(SweepLayout(sweep_dir).report, out)
-    done = sum(j.status == "done" for j in jobs)
     body = [
         f"<h1>Sweep report</h1>"
         f'<p class="meta">Folder: <code>{esc(sweep_dir)}</code></p>'
-        f'<p class="meta">{len(jobs)} jobs: {done} done, {len(jobs) - done} failed.</p>'
+        f'<p class="meta">{len(jobs)} jobs: {esc(status_counts(jobs))}.</p>'
     ]
     shared = shared_overrides(jobs)
     if shared:
@@ -105,6 +108,7 @@ def write_sweep_report_html(
         body.append(
             "<h2>Comparison</h2>" + figure(chart, "point and 95% bootstrap CI per job", "wide")
         )
+    body += search
     body.append("<h2>Tables</h2>" + _sweep_tables(jobs, tables))
     body.append("<h2>Per job</h2>")
     for job in jobs:
@@ -112,7 +116,7 @@ def write_sweep_report_html(
         run.status, run.error = job.status, job.error  # load_job's reading of the folder
         job_report = write_run_page(run, RunLayout(job.folder).report)
         own = " ".join(o for o in job.overrides if o not in shared) or "(shared only)"
-        badge = "done" if job.status == "done" else "failed"
+        badge = job.status if job.status in FINISHED else "failed"
         body.append(
             f'<section class="job" id="job-{job.num}">'
             f"<h2>Job {esc(job.num)} · {esc(job.backbone or '?')} "

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.results.folders import write_metrics
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = ["error_line", "job_record"]
 
@@ -40,17 +41,21 @@ def job_record(
 ) -> Iterator[dict[str, Any]]:
     """Fill ``record`` with how the block ended, write it, and re-raise any error.
 
-    On success ``status`` is ``done``; on an exception ``failed`` (``interrupted`` for
+    On success ``status`` is ``done``, unless the block recorded another finished status
+    (``pruned``: a search trial its pruner stopped); on an exception ``failed`` (``interrupted`` for
     Ctrl-C / SystemExit) with ``error`` (:func:`error_line`) and ``traceback``. Then
-    ``wall_time_s`` is set and the record is written: ``write`` is a folder (the record
-    goes to its ``metrics.json``), a callable that writes it (for rank-zero-only or
+    ``wall_time_s`` and the block's ``started_at`` / ``ended_at`` (Unix seconds: when the
+    jobs of a sweep ran, side by side) are set and the record is written: ``write`` is a
+    folder (the record goes to its ``metrics.json``), a callable that writes it (for
+    rank-zero-only or
     conditional writes), or None (the caller writes it). ``on_error(error, record)`` may
     adjust the record of an error before it is written (a preempted run's own status).
     """
     started = time.time()
     try:
         yield record
-        record["status"] = "done"
+        if record.get("status") not in FINISHED_STATUSES:
+            record["status"] = "done"
     except BaseException as error:
         record["status"] = "failed" if isinstance(error, Exception) else "interrupted"
         record["error"] = error_line(error)
@@ -59,7 +64,12 @@ def job_record(
             on_error(error, record)
         raise
     finally:
-        record["wall_time_s"] = round(time.time() - started, 2)
+        ended = time.time()
+        record.update(
+            wall_time_s=round(ended - started, 2),
+            started_at=round(started, 3),
+            ended_at=round(ended, 3),
+        )
         if isinstance(write, Path):
             write_metrics(record, write)
         elif write is not None:

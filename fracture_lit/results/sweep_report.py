@@ -11,6 +11,8 @@ twelve files. :func:`write_report` reads every numbered job folder once and writ
   out-of-fold AUROC (:mod:`.pooled`);
 * ``report.html``: one self-contained page (:mod:`.html_sweep`), plus a ``report.html`` in
   every job folder, linked from it;
+* for an Optuna search, ``best_config.yaml`` (the best trial, ready to run) and a search
+  section in the page: importance, history, parallel coordinates (:mod:`.search_insight`);
 
 and prints the tables on the console. It only reads files: torch is never imported.
 """
@@ -25,8 +27,10 @@ from fracture_lit.layout import SweepLayout
 from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
+from fracture_lit.results.search_insight import load_insight, write_best_config
 from fracture_lit.results.table import repeat_groups, sweep_tables
 from fracture_lit.results.vs_best import write_json as write_vs_best_json
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = ["ReportPaths", "write_report"]
 
@@ -65,25 +69,36 @@ def write_report(
     csv_path = write_csv(jobs, written.results_csv)
     md_path = write_markdown(sweep_dir, jobs, groups, written.results_md, tables)
     write_vs_best_json(jobs, written.vs_best)  # every paired comparison with all its numbers
+    insight = load_insight(sweep_dir)  # None unless the sweep is an Optuna search
+    best_config = write_best_config(insight) if insight is not None else None
     html_path = None
     if html:
         # Imported here: matplotlib is only needed for the page, not for the tables.
+        from fracture_lit.results.html_search import search_sections
         from fracture_lit.results.html_sweep import write_sweep_report_html
 
-        html_path = write_sweep_report_html(sweep_dir, written.report, jobs=jobs, tables=tables)
+        html_path = write_sweep_report_html(
+            sweep_dir,
+            written.report,
+            jobs=jobs,
+            tables=tables,
+            search=search_sections(insight, best_config),
+        )
     if show:
         if console is None:
             from rich.console import Console
 
             console = Console()
         print_sweep(tables, jobs, sweep_dir, console)
-        failed = [j for j in jobs if j.status != "done"]
+        failed = [j for j in jobs if j.status not in FINISHED_STATUSES]
         if failed:
             console.print(
                 f"[red]{len(failed)} of {len(jobs)} jobs failed[/red]: "
                 + ", ".join(str(j.num) for j in failed)
             )
         console.print(f"Wrote {csv_path}\nWrote {md_path}", highlight=False)
+        if best_config is not None:
+            console.print(f"Wrote {best_config} (the best trial, ready to run)", highlight=False)
         if html_path is not None:
             console.print(
                 f"Wrote {html_path} (and report.html in each of the {len(jobs)} job folders)",

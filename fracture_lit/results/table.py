@@ -31,6 +31,7 @@ __all__ = [
     "seed_groups",
     "shared_overrides",
     "status_cell",
+    "status_counts",
     "sweep_tables",
 ]
 
@@ -203,7 +204,17 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def status_counts(jobs: Sequence[JobResult]) -> str:
+    """``3 done, 2 pruned, 1 failed``: pruned trials stopped on purpose, they did not fail."""
+    done = sum(j.status == "done" for j in jobs)
+    pruned = sum(j.status == "pruned" for j in jobs)
+    counts = [f"{done} done"] + ([f"{pruned} pruned"] if pruned else [])
+    return ", ".join([*counts, f"{len(jobs) - done - pruned} failed"])
+
+
 def status_cell(job: JobResult, limit: int | None = _MD_ERROR_CHARS) -> str:
+    if job.status == "pruned" and job.epochs is not None:
+        return f"pruned after {job.epochs} epoch{'s' if job.epochs != 1 else ''}"
     if job.status == "done" or not job.error:
         return job.status
     error = job.error if limit is None or len(job.error) <= limit else job.error[:limit] + "…"

@@ -2,6 +2,7 @@
 
 ``training`` (train), ``evaluating`` (eval), ``predicting`` (predict), ``exporting`` +
 ``onnx_model`` (export), ``auditing`` (audit), ``pipeline/`` (pipeline), ``serving`` (serve),
-``reporting`` (report); :mod:`.entry` is the decorator every Hydra entry point is. Tests and
+``reporting`` (report), ``tuning`` (tune); ``building`` builds a run's datamodule and model
+for all of them; :mod:`.entry` is the decorator every Hydra entry point is. Tests and
 benchmarks import these modules, never an entry point.
 """

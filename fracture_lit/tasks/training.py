@@ -21,6 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fracture_lit.callbacks.pruning import pruned_by
 from fracture_lit.callbacks.resume import (
     ResumableTraining,
     TrainingPreempted,
@@ -32,6 +33,7 @@ from fracture_lit.results.console import print_summary
 from fracture_lit.results.folders import write_metrics
 from fracture_lit.results.html_run import try_write_run_report
 from fracture_lit.results.job_record import job_record
+from fracture_lit.tasks.building import instantiate_data_and_model
 from fracture_lit.tasks.output_errors import output_errors_named
 from fracture_lit.tasks.wandb_run import finish_wandb, is_multirun, job_name, wandb_settings
 from fracture_lit.utils.distributed import (
@@ -75,16 +77,7 @@ def instantiate_run(
 ) -> tuple[Any, Any, Any, list[Any]]:
     """The datamodule, model, Trainer and loggers of one run, as :func:`train` fits them
     (``benchmarks/bench_train.py`` times these same objects, plus its ``extra_callbacks``)."""
-    log.info("Instantiating datamodule <%s>", cfg.data._target_)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    log.info("Instantiating model <%s> (%s)", cfg.model._target_, cfg.model.backbone)
-    model = hydra.utils.instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        class_names=datamodule.classes,
-        monitor=cfg.monitor,
-        monitor_mode=cfg.monitor_mode,
-    )
+    datamodule, model = instantiate_data_and_model(cfg)
     # Always there: exact resume and preemption are part of every run (callbacks/resume.py).
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),
@@ -143,6 +136,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         results["stopped_early"] = bool(
             trainer.early_stopping_callback and trainer.early_stopping_callback.stopped_epoch
         )
+        pruned = pruned_by(trainer)
+        if pruned is not None:  # an Optuna trial its pruner stopped: no final evaluation
+            results.update(status="pruned", pruned=pruned)
+            return results
     elif cfg.get("ckpt_path"):
         ckpt_path = cfg.ckpt_path
 
@@ -201,6 +198,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         log.info("Run folder: %s", output_dir)
         if results.get("best_model_path"):
             log.info("Best checkpoint: %s", results["best_model_path"])
+    elif rank_zero and results["status"] == "pruned":
+        log.info("Pruned after %s epoch(s); run folder: %s", results.get("epochs"), output_dir)
     return results
 
 

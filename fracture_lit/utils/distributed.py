@@ -5,7 +5,8 @@ Lightning starts the other DDP ranks by re-executing ``sys.argv`` plus
 ``-m`` and the comma lists, so every child would re-run the whole sweep; and ``run.dir``
 holds ``${now:...}``, which a child resolving later may turn into another folder. Before
 fitting, :func:`pin_ddp_children_to_this_job` rewrites both: the children re-run exactly
-this job's overrides, in RUN mode, in this job's folder.
+this job's overrides, in RUN mode (even when the job's config asks for a multirun, as
+``hparams_search=optuna`` does), in this job's folder.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def pin_ddp_children_to_this_job(output_dir: str | Path) -> None:
     with read_write(hydra_node), read_write(hydra_node.run):
         hydra_node.run.dir = str(output_dir)
     overrides = list(HydraConfig.get().overrides.task)
-    sys.argv = [sys.argv[0], *overrides]
+    # hydra.mode=RUN: a config can itself ask for a multirun (hparams_search=optuna sets
+    # hydra.mode: MULTIRUN), and a child must run this one job, not start the search again.
+    sys.argv = [sys.argv[0], *overrides, "hydra.mode=RUN"]
 
 
 def release_process_group() -> None:

@@ -2,7 +2,8 @@
 
 Running the same command again against the same folder finishes the work (``resume=auto``):
 
-* ``metrics.json`` says done: nothing is rerun or rewritten; the recorded results stand;
+* ``metrics.json`` says done (or pruned: an Optuna search stopped it on purpose): nothing
+  is rerun or rewritten; the recorded results stand;
 * it says failed: that attempt is moved to ``.attempts/<n>/`` and the job starts again;
 * no ``metrics.json`` (killed), ``preempted`` or ``interrupted`` (Ctrl-C, Lightning's
   SIGTERM exit): training continues from ``checkpoints/last.ckpt``;
@@ -79,6 +80,8 @@ def check_same_job(folder: Path, overrides: list[str]) -> None:
 
 #: Recorded ends that did not fail: the run stopped from outside and continues.
 RESUMABLE_STATUSES = ("preempted", "interrupted")
+#: Recorded ends of a job that finished: ``pruned`` is a search trial its pruner stopped.
+FINISHED_STATUSES = ("done", "pruned")
 
 
 def _has_results(run: RunLayout) -> bool:
@@ -91,7 +94,7 @@ def plan_job(folder: Path, mode: str = "auto") -> JobPlan:
         raise ConfigError(f"resume={mode!r}: use auto (continue this folder's run) or never.")
     status = read_status(folder)
     last = RunLayout(folder).last_checkpoint
-    if mode == "auto" and status is not None and status.get("status") == "done":
+    if mode == "auto" and status is not None and status.get("status") in FINISHED_STATUSES:
         return JobPlan("skip", recorded=status)
     unfinished = status is None or status.get("status") in RESUMABLE_STATUSES
     if mode == "auto" and unfinished and last.is_file():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,21 @@ from fracture_lit.layout import SweepLayout
 #: squeue states of a job that will still run (or is running) without anyone's help.
 QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING"}
 ACTIVE = {"RUNNING", "COMPLETING", "SUSPENDED", "SIGNALING", "STAGE_OUT"}
+#: An asynchronous Optuna search submits from several threads at once (one per slot).
+_RECORD_LOCK = threading.Lock()
 
 
 def record_submission(sweep_dir: str | Path, jobs: dict[int, dict[str, Any]]) -> Path:
     """Add ``{job number: {"overrides": [...], "slurm_job_id": "12_0"}}`` to the record
     (a resumed sweep adds its new submissions to the old ones)."""
     path = SweepLayout(sweep_dir).slurm_jobs
-    record = read_submission(sweep_dir)
-    record.update({int(num): dict(job) for num, job in jobs.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({str(k): v for k, v in sorted(record.items())}, indent=1))
-    tmp.replace(path)
+    with _RECORD_LOCK:
+        record = read_submission(sweep_dir)
+        record.update({int(num): dict(job) for num, job in jobs.items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({str(k): v for k, v in sorted(record.items())}, indent=1))
+        tmp.replace(path)
     return path
 
 
