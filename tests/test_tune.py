@@ -58,7 +58,7 @@ def test_lr_finder_suggests_where_the_loss_falls_fastest(tmp_path: Path, synthet
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     from PIL import Image
 
-    assert Image.openRunLayout(run).lr_plot.size[0] >= 400
+    assert Image.open(RunLayout(run).lr_plot).size[0] >= 400
     # Nothing a later run could resume from: no checkpoint at all in the finder's folder.
     assert not list(run.rglob("*.ckpt")) and not (run / "checkpoints").exists()
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from fracture_lit.layout import SweepLayout
+from fracture_lit.layout import RunLayout, SweepLayout
 from fracture_lit.utils.search_study import (
     JOB_ATTR,
     finite,
@@ -188,7 +188,7 @@ def write_best_config(insight: SearchInsight) -> Path | None:
     best = insight.best
     if best is None:
         return None
-    composed = best.job_dir / ".hydra" / "config.yaml"
+    composed = RunLayout(best.job_dir).hydra_config
     try:
         config = yaml.safe_load(composed.read_text())
     except (OSError, yaml.YAMLError) as error:
