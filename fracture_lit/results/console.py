@@ -8,7 +8,7 @@ from typing import Any
 
 from fracture_lit.results.catalogue import CATALOGUE
 from fracture_lit.results.folders import JobResult
-from fracture_lit.results.table import Table, shared_overrides
+from fracture_lit.results.table import Table, shared_overrides, sweep_summary
 
 __all__ = ["metrics_table", "print_summary", "print_sweep"]
 
@@ -76,10 +76,8 @@ def print_sweep(
     from rich.markup import escape
     from rich.table import Table as RichTable
 
-    done = sum(j.status == "done" for j in jobs)
     console.print(
-        f"[bold]Sweep report[/bold] {escape(str(sweep_dir))}: {len(jobs)} jobs, {done} done, "
-        f"{len(jobs) - done} failed",
+        f"[bold]Sweep report[/bold] {escape(str(sweep_dir))}: {escape(sweep_summary(jobs))}",
         highlight=False,
     )
     shared = shared_overrides(jobs)

@@ -17,6 +17,9 @@ from typing import Any
 from fracture_lit.errors import UserError
 from fracture_lit.results.catalogue import CATALOGUE, STAGES
 from fracture_lit.results.papers import float_or_none, job_paper
+from fracture_lit.utils.atomic import write_text_atomic
+from fracture_lit.utils.disk_budget import folder_bytes
+from fracture_lit.utils.job_lock import RUNNING, folder_owner
 
 __all__ = [
     "METRICS_NAME",
@@ -102,12 +105,7 @@ def read_metrics(folder: Path) -> dict[str, Any]:
 
 def write_metrics(results: dict[str, Any], folder: Path, name: str = METRICS_NAME) -> Path:
     """Write ``results`` as ``<folder>/metrics.json`` (sorted keys, atomically replaced)."""
-    path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(Path(folder) / name, json.dumps(results, indent=2, sort_keys=True))
 
 
 # ----------------------------------------------------------------------------- folders
@@ -289,6 +287,8 @@ class JobResult:
     paper_title: str | None = None
     #: The class names, positive class last for binary tasks (metrics.json ``classes``).
     classes: list[str] = field(default_factory=list)
+    #: Bytes the job's folder uses on disk (hard links once).
+    disk_bytes: int | None = None
 
     def repeat_key(self, kind: str) -> tuple[str, ...]:
         """The overrides without the ``kind`` (``seed``/``fold``) override."""
@@ -369,6 +369,7 @@ def load_job(job_dir: Path) -> JobResult:
         paper_id=paper.paper_id,
         paper_title=paper.title,
         classes=[str(c) for c in classes] if isinstance(classes, list) else [],
+        disk_bytes=folder_bytes(job_dir),
     )
 
 
@@ -377,7 +378,7 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
 
     A SLURM sweep (``slurm_jobs.json``) also lists the jobs that have not written their
     results: ``pending`` or ``running`` while the queue has them, so a detached sweep can
-    be reported on at any time.
+    be reported on at any time. A job whose folder a live process owns is ``running``.
     """
     from fracture_lit.utils.slurm_jobs import job_states_for_report
 
@@ -408,6 +409,9 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
         elif state and job.status != "done":
             # Still queued (or requeued after preemption) or running: not a failure yet.
             job.status, job.error = state, ""
+    for job in jobs.values():  # a live owner trains it now (utils/job_lock.py)
+        if job.status != "done" and folder_owner(job.folder) is not None:
+            job.status, job.error = RUNNING, ""
     return [jobs[num] for num in sorted(jobs)]
 
 

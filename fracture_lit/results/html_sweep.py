@@ -26,9 +26,11 @@ from fracture_lit.results.html_page import (
 from fracture_lit.results.html_run import run_sections, write_run_page
 from fracture_lit.results.table import (
     Table,
+    is_failed,
     papers_line,
     repeat_groups,
     shared_overrides,
+    sweep_summary,
     sweep_tables,
 )
 
@@ -53,7 +55,7 @@ def _sweep_tables(jobs: Sequence[JobResult], tables: Sequence[Table]) -> str:
             if job is not None:
                 cells[0] = f'<a href="#job-{job.num}">{esc(job.num)}</a>'
             rows.append(cells)
-            classes.append("fail" if job is not None and job.status != "done" else "")
+            classes.append("fail" if job is not None and is_failed(job) else "")
         parts.append(f"<h3>{esc(spec.title)}</h3>")
         parts.append(
             html_table(
@@ -84,11 +86,10 @@ def write_sweep_report_html(
     if tables is None:
         tables = sweep_tables(jobs, repeat_groups(jobs))
     path = output_path(sweep_dir, out)
-    done = sum(j.status == "done" for j in jobs)
     body = [
         f"<h1>Sweep report</h1>"
         f'<p class="meta">Folder: <code>{esc(sweep_dir)}</code></p>'
-        f'<p class="meta">{len(jobs)} jobs: {done} done, {len(jobs) - done} failed.</p>'
+        f'<p class="meta">{esc(sweep_summary(jobs))}.</p>'
     ]
     shared = shared_overrides(jobs)
     if shared:
@@ -111,7 +112,7 @@ def write_sweep_report_html(
         run.status, run.error = job.status, job.error  # load_job's reading of the folder
         job_report = write_run_page(run, job.folder / REPORT_NAME)
         own = " ".join(o for o in job.overrides if o not in shared) or "(shared only)"
-        badge = "done" if job.status == "done" else "failed"
+        badge = "failed" if is_failed(job) else "done" if job.status == "done" else "live"
         body.append(
             f'<section class="job" id="job-{job.num}">'
             f"<h2>Job {esc(job.num)} · {esc(job.backbone or '?')} "

@@ -24,7 +24,7 @@ from typing import Any
 from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
-from fracture_lit.results.table import repeat_groups, sweep_tables
+from fracture_lit.results.table import is_failed, repeat_groups, sweep_tables
 from fracture_lit.results.vs_best import write_json as write_vs_best_json
 
 __all__ = ["ReportPaths", "write_report"]
@@ -78,7 +78,7 @@ def write_report(
 
             console = Console()
         print_sweep(tables, jobs, sweep_dir, console)
-        failed = [j for j in jobs if j.status != "done"]
+        failed = [j for j in jobs if is_failed(j)]
         if failed:
             console.print(
                 f"[red]{len(failed)} of {len(jobs)} jobs failed[/red]: "

@@ -18,6 +18,7 @@ from typing import Any
 from fracture_lit.results.catalogue import STAGES, format_value, sweep_metrics
 from fracture_lit.results.folders import Interval, JobResult
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
+from fracture_lit.utils.disk_budget import human
 
 __all__ = [
     "JOB_COLUMNS",
@@ -29,9 +30,14 @@ __all__ = [
     "repeat_groups",
     "seed_groups",
     "shared_overrides",
+    "is_failed",
     "status_cell",
+    "sweep_summary",
     "sweep_tables",
 ]
+
+#: Statuses of jobs that have not ended: queued, or trained by a live process now.
+LIVE_STATUSES = ("pending", "running")
 
 STAGE_TITLES = {
     "val": "Validation, best checkpoint (95% bootstrap CI)",
@@ -202,6 +208,24 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def is_failed(job: JobResult) -> bool:
+    """Neither done nor still queued or running."""
+    return job.status != "done" and job.status not in LIVE_STATUSES
+
+
+def disk_cell(n: int | None) -> str:
+    return "-" if n is None else human(n)
+
+
+def sweep_summary(jobs: Sequence[JobResult]) -> str:
+    """``3 jobs: 1 done, 1 running, 1 failed; 412.3 MB on disk`` (live counts when any)."""
+    counts = [f"{sum(j.status == 'done' for j in jobs)} done"]
+    counts += [f"{n} {s}" for s in LIVE_STATUSES if (n := sum(j.status == s for j in jobs))]
+    counts.append(f"{sum(is_failed(j) for j in jobs)} failed")
+    disk = sum(j.disk_bytes or 0 for j in jobs)
+    return f"{len(jobs)} jobs: {', '.join(counts)}; {human(disk)} on disk"
+
+
 def status_cell(job: JobResult, limit: int | None = _MD_ERROR_CHARS) -> str:
     if job.status == "done" or not job.error:
         return job.status
@@ -228,10 +252,12 @@ def _jobs_table(jobs: Sequence[JobResult], shared: Sequence[str]) -> Table:
             status_cell(j),
             "-" if j.epochs is None else str(j.epochs),
             duration(j.wall_time_s),
+            disk_cell(j.disk_bytes),
         ]
         for j in jobs
     ]
-    return Table("Jobs", ["job", "overrides", "status", "epochs", "wall time"], rows, {0, 3, 4})
+    headers = ["job", "overrides", "status", "epochs", "wall time", "disk"]
+    return Table("Jobs", headers, rows, {0, 3, 4, 5})
 
 
 def _stage_table(jobs: Sequence[JobResult], stage: str) -> Table:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.errors import UserError
+from fracture_lit.utils.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,7 @@ def check_same_job(folder: Path, overrides: list[str]) -> None:
     if not record.is_file():
         if _has_results(folder):
             return  # made before records were kept: nothing to compare with
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"overrides": list(overrides)}, indent=1))
+        write_text_atomic(record, json.dumps({"overrides": list(overrides)}, indent=1))
         hydra_dir = folder / ".hydra"
         if hydra_dir.is_dir():
             shutil.copytree(hydra_dir, record.parent / "hydra", dirs_exist_ok=True)

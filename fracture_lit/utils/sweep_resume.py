@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from fracture_lit.errors import UserError
+from fracture_lit.utils.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ class RecordSweepCommand(Callback):
             record = Path(str(config.hydra.sweep.dir)) / RECORD
             if record.is_file():
                 return
-            record.parent.mkdir(parents=True, exist_ok=True)
             overrides = config.hydra.overrides
-            record.write_text(
+            write_text_atomic(
+                record,
                 json.dumps(
                     {
                         "entry": "fracture_lit.train",
@@ -53,7 +54,7 @@ class RecordSweepCommand(Callback):
                         "hydra": list(overrides.hydra),
                     },
                     indent=1,
-                )
+                ),
             )
         except Exception as error:  # noqa: BLE001 - a record never stops a sweep
             log.warning("Could not record the sweep command: %s", error)
