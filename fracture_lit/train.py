@@ -331,6 +331,7 @@ def prepare_job_folder(cfg: DictConfig, rank_zero: bool, lock: Any) -> dict[str,
             lock.release()
             log.info("%s is done (metrics.json): kept as it is, not rerun.", folder)
             return plan.recorded
+        lock.announce()
         checkpoint = plan.checkpoint
         os.environ[key] = checkpoint or ""
     if checkpoint and not cfg.get("ckpt_path"):

@@ -54,10 +54,14 @@ class JobFolderLock:
         self._lock.path.parent.mkdir(parents=True, exist_ok=True)
         holder = self._lock.try_acquire()
         if holder is None:
-            log.info("Job folder %s: owned by %s", self.folder, Owner.me().describe())
             for folder in (self.folder, self.folder / "checkpoints"):
                 clear_orphans(folder)
         return holder
+
+    def announce(self) -> None:
+        """Say, in the job's log, who trains it (once it is not skipped as done)."""
+        if self._lock.held:
+            log.info("Job folder %s: owned by %s, training", self.folder, Owner.me().describe())
 
     def release(self) -> None:
         self._lock.release()
