@@ -60,19 +60,18 @@ def _sweep(tmp_path: Path, sweep: Path, synthetic_root: Path, *extra: str) -> li
     ]
 
 
+def _run(args: list[str], root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=root, env=environment(root), capture_output=True, text=True, timeout=900
+    )
+
+
 def test_sweep_that_cannot_fit_is_refused_before_any_job(
     tmp_path: Path, synthetic_root: Path
 ) -> None:
     sweep = tmp_path / "sweep"
     args = _sweep(tmp_path, sweep, synthetic_root, "seed=1,2,3")
-    result = subprocess.run(
-        [*args, "hydra.callbacks.disk_budget.free_bytes=5e6"],
-        cwd=tmp_path,
-        env=environment(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _run([*args, "hydra.callbacks.disk_budget.free_bytes=5e6"], tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -92,14 +91,7 @@ def test_lean_preset_keeps_only_the_best_weights_and_the_report_counts_disk(
     from fracture_lit.models.loading import load_checkpoint
 
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        _sweep(tmp_path, sweep, synthetic_root, "callbacks=default,sweep_lean"),
-        cwd=tmp_path,
-        env=environment(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = _run(_sweep(tmp_path, sweep, synthetic_root, "callbacks=default,sweep_lean"), tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Disk: the sweep needs about" in result.stdout + result.stderr
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from fracture_lit.errors import UserError
+from fracture_lit.results.folders import load_jobs
 from fracture_lit.utils.job_lock import JOB_LOCK, JobFolderLock, busy_record, folder_owner
 from tests.conftest import REPO_ROOT
 from tests.resume_helpers import (
@@ -86,6 +87,7 @@ def test_live_owner_is_refused_and_named(tmp_path: Path) -> None:
         owner = JobFolderLock(job).acquire()
         assert owner is not None and owner.pid == holder.pid and owner.host == HOST
         assert folder_owner(job) == owner  # what the sweep report reads
+        assert [j.status for j in load_jobs(job.parent)] == ["running"]
         record = busy_record(job, owner, "seed=2", multirun=True)
         assert record["status"] == "running" and f" {holder.pid} " in record["owner"] + " "
         with pytest.raises(UserError, match=f"is being trained by process {holder.pid}"):
@@ -93,6 +95,7 @@ def test_live_owner_is_refused_and_named(tmp_path: Path) -> None:
     finally:
         _stop(holder)
     assert folder_owner(job) is None  # the kernel released it with the process
+    assert [j.status for j in load_jobs(job.parent)] == ["failed"]  # killed, no record
 
 
 def test_stale_lock_of_a_killed_owner_is_taken_over_with_a_log_line(tmp_path: Path, caplog) -> None:
