@@ -374,7 +374,7 @@ def _subgroups(run: RunFolder) -> str:
 
 def _run_header(run: RunFolder) -> str:
     s, job = run.summary, run.job
-    badge = "done" if run.status == "done" else "failed"
+    badge = {"done": "done", "running": "live", "pending": "live"}.get(run.status, "failed")
     lines = [
         f'<h1>{esc(run.title)} <span class="badge {badge}">{esc(run.status)}</span></h1>',
         f'<p class="meta">Folder: <code>{esc(run.folder)}</code></p>',
