@@ -69,17 +69,13 @@ class JobFolderLock:
 
 def busy_record(folder: Path, owner: Owner, job: str, multirun: bool) -> dict[str, Any]:
     """The record of a job skipped because ``owner`` trains it (a single run: an error)."""
-    line = (
-        f"{folder} is being trained by {owner.describe()} (lock {folder / JOB_LOCK}): "
-        "skipped here, reported as running"
-    )
+    busy = f"{folder} is being trained by {owner.describe()} (lock {folder / JOB_LOCK})"
     if not multirun:
         raise JobFolderBusyError(
-            f"{line.replace(': skipped here, reported as running', '')}. Wait for it to "
-            "finish, or choose another folder (hydra.run.dir=...). If that process is gone "
-            "(another machine), delete the lock file and run again."
+            f"{busy}. Wait for it to finish, or choose another folder (hydra.run.dir=...). "
+            "If that process is gone (another machine), delete the lock file and run again."
         )
-    log.warning("%s.", line)
+    log.warning("%s: skipped here, reported as running.", busy)
     return {"job": job, "status": RUNNING, "owner": owner.line()}
 
 

@@ -18,6 +18,10 @@ rather than an ``O_EXCL`` lock file alone:
 Owner line: ``<host> <pid> [start=<ticks>] [slurm=<job id>]``; ``<host> <pid>`` alone
 (older versions) still reads. The line is emptied on release, so a line found by the next
 owner means the previous one was killed.
+
+Limits: without ``flock`` the line is read and written without atomicity (two processes
+starting in the same instant could both take the lock), and where ``flock`` is only
+node-local, a plain process on another node (no SLURM job) cannot be told from a dead one.
 """
 
 from __future__ import annotations
