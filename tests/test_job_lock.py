@@ -190,7 +190,7 @@ def test_two_writers_of_one_checkpoint_never_share_a_temporary_file(tmp_path: Pa
     file is always one of them, whole, and no temporary file is left."""
     target = tmp_path / "checkpoints" / "last.ckpt"
     context = multiprocessing.get_context("fork")
-    writers = [context.Process(target=_save_many, args=(str(target), float(v), 30)) for v in (1, 2)]
+    writers = [context.Process(target=_save_many, args=(str(target), float(v), 15)) for v in (1, 2)]
     for writer in writers:
         writer.start()
     for writer in writers:
