@@ -188,6 +188,8 @@ def _save_many(path: str, value: float, rounds: int) -> None:
 def test_two_writers_of_one_checkpoint_never_share_a_temporary_file(tmp_path: Path) -> None:
     """The race of the issue (two resumers writing last.ckpt): both writers succeed, the
     file is always one of them, whole, and no temporary file is left."""
+    import fracture_lit.callbacks.resume  # noqa: F401 - once here, not in each forked writer
+
     target = tmp_path / "checkpoints" / "last.ckpt"
     context = multiprocessing.get_context("fork")
     writers = [context.Process(target=_save_many, args=(str(target), float(v), 15)) for v in (1, 2)]
