@@ -19,7 +19,7 @@ Lightning and the callbacks write into: ``checkpoints``, ``csv``, ``review``,
                  confusion.png,roc.png,pr.png,reliability.png}
         gradcam/{<split>_<kind>_NN.png,index.csv}
       report.html  <job>.log  *.err  wandb/
-      .resume/{overrides.json,hydra/,slurm_start.json}   .attempts/<n>/
+      .resume/{overrides.json,hydra/,owner.lock,slurm_start.json}   .attempts/<n>/
       predictions.csv  gradcam/       (predict)
       model.onnx  export.json         (export; export.json beside any output=)
       leakage_audit.{json,txt}        (audit)
@@ -248,6 +248,11 @@ class RunLayout:
         """``.resume/hydra/``: that job's copy of ``.hydra/``, put back if another job
         is refused the folder."""
         return self.folder / self.RESUME / self.RESUME_HYDRA
+
+    @property
+    def owner_lock(self) -> Path:
+        """``.resume/owner.lock``: the lock of the one process training this job, naming it."""
+        return self.folder / self.RESUME / "owner.lock"
 
     @property
     def slurm_start(self) -> Path:

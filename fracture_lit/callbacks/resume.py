@@ -19,7 +19,6 @@ repeatable, not an option):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import signal
@@ -36,6 +35,7 @@ from lightning.pytorch.callbacks import Callback
 
 from fracture_lit.data.sampling import epoch_seed
 from fracture_lit.layout import RunLayout
+from fracture_lit.utils.atomic import replace_with_bytes, unique_tmp
 
 log = logging.getLogger(__name__)
 
@@ -286,8 +286,10 @@ def _last_checkpoint_path(trainer: L.Trainer) -> str:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write a checkpoint to ``<name>.tmp`` and rename it: a process killed while saving
-    leaves the previous ``last.ckpt`` intact instead of a truncated one.
+    """Write a checkpoint to a temporary file of its own (``<name>.<pid>-<random>.tmp``,
+    ``utils/atomic.py``) and rename it: a process killed while saving leaves the previous
+    ``last.ckpt`` intact instead of a truncated one, and a second writer of the same folder
+    never shares (and races on) the temporary file.
 
     On a local disk the checkpoint is serialised into memory and written with one
     ``write`` of that buffer (Lightning's writer copies the buffer once more and goes through
@@ -302,22 +304,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         import io
         import os
 
-        tmp = f"{path}.tmp"
         if storage_options is not None or "://" in str(path):
+            tmp = unique_tmp(path)
             super().save_checkpoint(checkpoint, tmp, storage_options)
             get_filesystem(path).mv(tmp, str(path))
             return
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        os.makedirs(os.path.dirname(os.path.abspath(tmp)), exist_ok=True)
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buffer.getbuffer())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)  # a partial file would only hold on to the space
-            raise
-        os.replace(tmp, path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        replace_with_bytes(path, buffer.getbuffer())
 
 
 def trainer_plugins() -> dict[str, Any]:

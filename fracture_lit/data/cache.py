@@ -9,16 +9,22 @@ share it; a file lock plus write-then-rename keeps concurrent builders from corr
 
 A build that is killed leaves nothing that blocks or fools the next run: its decode
 workers die with it (``PR_SET_PDEATHSIG``) and never hold the lock; the lock file names its
-owner (host and pid), so a lock or temporary file left by a process that no longer runs is
-cleared with a log line and the cache rebuilt; the finished array and its metadata only
-appear, by rename, once every image is decoded, so a partial cache is never used.
+owner (``utils/owner_lock.py``), so a lock or temporary file left by a process that no
+longer runs is cleared with a log line and the cache rebuilt; the finished array and its
+metadata only appear, by rename, once every image is decoded, so a partial cache is never
+used.
+
+A finished cache proves itself before use (``data/cache_check.py``): its metadata records
+checksums of the array file and of itself, checked the first time a process maps it. A
+mismatch is one warning naming the file, then a rebuild; a cache that fails again right
+after its rebuild is refused with one line (its storage is at fault): a run never trains
+on pixels other than those decoded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,7 +32,6 @@ import os
 import re
 import signal
 import socket
-import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,11 +43,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from fracture_lit.data.cache_check import (
+    CacheMismatchError,
+    CacheUnreliableError,
+    seal,
+    verify,
+)
 from fracture_lit.data.image_limits import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
     check_image_pixels,
 )
+from fracture_lit.utils.owner_lock import OwnerLock, pid_running
 
 log = logging.getLogger(__name__)
 
@@ -242,100 +254,45 @@ def build_cache(
     key = cache_key(paths, size, mode, max_pixels)
     array_path, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     # Concurrent jobs wait here for the first builder instead of decoding twice.
-    with _BuildLock(cache_dir / f"{key}.lock") as lock:
+    lock = OwnerLock(cache_dir / f"{key}.lock", "Cache lock", "clearing it and rebuilding")
+    lock.acquire(what="building the cache")
+    try:
         _clear_stale_tmp(cache_dir)
-        if not (array_path.exists() and meta_path.exists()):
+        meta = _verified_meta(array_path, meta_path)
+        if meta is None:
             _build(paths, size, mode, array_path, meta_path, workers, max_pixels, lock.fileno())
-        else:
-            log.info("Reusing decoded-image cache %s", array_path)
-    meta = json.loads(meta_path.read_text())
+            meta = _check_rebuilt(array_path, meta_path)
+    finally:
+        lock.release()
     return CachedImages(np.load(array_path, mmap_mode="r"), meta["notes"], meta["bad"], array_path)
 
 
-# --------------------------------------------------------------------------- build lock
-
-
-def _owner_tag() -> str:
-    return f"{socket.gethostname()} {os.getpid()}"
-
-
-def _pid_running(pid: int) -> bool:
+def _verified_meta(array_path: Path, meta_path: Path) -> dict[str, Any] | None:
+    """The metadata of a finished cache whose checksums match, else None (rebuild it)."""
+    if not (array_path.exists() and meta_path.exists()):
+        return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        meta = verify(array_path, meta_path)
+    except CacheMismatchError as error:
+        log.warning(
+            "Decoded-image cache %s failed its check: %s; rebuilding it.", array_path, error
+        )
+        return None
+    log.info("Reusing decoded-image cache %s (checksum verified)", array_path)
+    return meta
 
 
-def _dead_owner(tag: str) -> int | None:
-    """The pid in ``tag`` when it names a process of this host that no longer runs."""
-    host, _, pid = tag.strip().rpartition(" ")
-    if host != socket.gethostname() or not pid.isdigit():
-        return None  # another machine's process (shared cache dir): cannot judge, wait
-    return None if _pid_running(int(pid)) else int(pid)
-
-
-class _BuildLock:
-    """An exclusive ``flock`` on ``<key>.lock`` whose file names its owner.
-
-    A lock held while its named owner is dead can only be held by leftovers of that owner
-    (decode workers of a killed build from before they died with their parent): the file
-    is unlinked, so the next attempt locks a fresh one, and a log line says so. While a live
-    owner builds, a log line says whom the run is waiting for.
-    """
-
-    def __init__(self, path: Path, poll_s: float = 0.5, report_every_s: float = 60.0) -> None:
-        self.path, self.poll_s, self.report_every_s = path, poll_s, report_every_s
-        self.file: Any = None
-
-    def fileno(self) -> int:
-        return self.file.fileno()
-
-    def __enter__(self) -> _BuildLock:
-        reported = 0.0
-        while True:
-            handle = open(self.path, "a+")  # noqa: SIM115 - held until __exit__
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                tag = handle.read()
-                handle.close()
-                dead = _dead_owner(tag) if tag.strip() else None
-                if dead is not None:
-                    log.warning(
-                        "Cache lock %s is held by leftovers of process %d, which no longer "
-                        "runs (a killed build); clearing it and rebuilding.",
-                        self.path,
-                        dead,
-                    )
-                    self.path.unlink(missing_ok=True)
-                    continue
-                now = time.monotonic()
-                if now - reported >= self.report_every_s:
-                    who = f"process {tag.strip()}" if tag.strip() else "another process"
-                    log.info("Waiting for %s, which is building the cache %s", who, self.path)
-                    reported = now
-                time.sleep(self.poll_s)
-                continue
-            try:
-                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # unlinked by a run that found it stale: lock the new one
-                handle.close()
-                continue
-            handle.seek(0)
-            handle.truncate()
-            handle.write(_owner_tag() + "\n")
-            handle.flush()
-            self.file = handle
-            return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.file.close()  # closing releases the flock
+def _check_rebuilt(array_path: Path, meta_path: Path) -> dict[str, Any]:
+    """Verify a cache just built; a second failure in a row means the storage is at fault."""
+    try:
+        return verify(array_path, meta_path)
+    except CacheMismatchError as error:
+        raise CacheUnreliableError(
+            f"decoded-image cache {array_path} failed its check again right after being "
+            f"rebuilt ({error}): the storage under data.cache_dir returns other bytes than "
+            "were written, so the cache is not used. Put it on another disk "
+            "(data.cache_dir=<folder>) or train without it (data.cache=false)."
+        ) from None
 
 
 # .<key>.<pid>@<host>.tmp.npy / .<key>.<pid>@<host>.tmp (older builds: no @host, and
@@ -359,7 +316,7 @@ def _clear_stale_tmp(cache_dir: Path) -> None:
         if match is None:
             continue
         pid, tmp_host = int(match.group(2)), match.group(3) or host
-        if tmp_host != host or pid == os.getpid() or _pid_running(pid):
+        if tmp_host != host or pid == os.getpid() or pid_running(pid):
             continue
         log.warning(
             "Removing %s, a partial cache left by process %d, which no longer runs; it is "
@@ -401,9 +358,8 @@ def _build(
         if failed:
             bad.append(index)
     tmp_meta = meta_path.with_name(f".{meta_path.stem}.{_tmp_suffix()}.tmp")
-    tmp_meta.write_text(
-        json.dumps({"size": size, "mode": mode, "notes": notes, "bad": sorted(bad)})
-    )
+    meta = {"size": size, "mode": mode, "notes": notes, "bad": sorted(bad)}
+    tmp_meta.write_text(json.dumps(seal(meta, tmp)))
     # The array first, the metadata last: the cache counts as built only when both exist.
     os.replace(tmp, array_path)
     os.replace(tmp_meta, meta_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.results.folders import JobResult
-from fracture_lit.results.table import Table, shared_overrides, status_counts
+from fracture_lit.results.table import Table, shared_overrides, sweep_summary
 from fracture_lit.stats.catalogue import CATALOGUE
 from fracture_lit.stats.splits import REPORT_STAGES as _RUN_STAGES
 
@@ -77,8 +77,7 @@ def print_sweep(
     from rich.table import Table as RichTable
 
     console.print(
-        f"[bold]Sweep report[/bold] {escape(str(sweep_dir))}: {len(jobs)} jobs, "
-        f"{status_counts(jobs)}",
+        f"[bold]Sweep report[/bold] {escape(str(sweep_dir))}: {escape(sweep_summary(jobs))}",
         highlight=False,
     )
     shared = shared_overrides(jobs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ from fracture_lit.results.table import (
     Table,
     papers_line,
     shared_overrides,
-    status_counts,
+    sweep_summary,
     sweep_tables,
 )
 from fracture_lit.stats.catalogue import sweep_metrics
 from fracture_lit.stats.splits import STAGES
+from fracture_lit.utils.atomic import write_text_atomic
 
 __all__ = ["csv_columns", "csv_row", "markdown_report", "write_csv", "write_markdown"]
 
@@ -37,6 +39,7 @@ def csv_columns() -> list[str]:
         "wall_time_s",
         "stopped_early",
         "best_model_path",
+        "disk_bytes",
     ]
     for stage in STAGES:
         columns.append(f"{stage}_n")
@@ -61,6 +64,7 @@ def csv_row(job: JobResult, extras: dict[str, Any] | None = None) -> dict[str, A
         "wall_time_s": "" if job.wall_time_s is None else job.wall_time_s,
         "stopped_early": "" if job.stopped_early is None else job.stopped_early,
         "best_model_path": job.best_model_path or "",
+        "disk_bytes": "" if job.disk_bytes is None else job.disk_bytes,
     }
     for stage in STAGES:
         row[f"{stage}_n"] = job.n.get(stage, "")
@@ -84,11 +88,11 @@ def write_csv(jobs: Sequence[JobResult], path: Path) -> Path:
             values = column.values(jobs, stage) or [None] * len(jobs)
             for row, value in zip(extras, values, strict=True):
                 row[f"{stage}_{column.name}"] = value
-    with Path(path).open("w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=csv_columns())
-        writer.writeheader()
-        writer.writerows(csv_row(j, e) for j, e in zip(jobs, extras, strict=True))
-    return Path(path)
+    stream = io.StringIO(newline="")
+    writer = csv.DictWriter(stream, fieldnames=csv_columns())
+    writer.writeheader()
+    writer.writerows(csv_row(j, e) for j, e in zip(jobs, extras, strict=True))
+    return write_text_atomic(path, stream.getvalue())  # two sweep reporters never mix rows
 
 
 def _md_cell(text: str) -> str:
@@ -116,7 +120,7 @@ def markdown_report(
     tables: Sequence[Table] | None = None,
 ) -> str:
     """``results.md``: a summary line, the shared overrides, then the tables."""
-    lines = [f"# Sweep report: {sweep_dir}", "", f"{len(jobs)} jobs: {status_counts(jobs)}."]
+    lines = [f"# Sweep report: {sweep_dir}", "", f"{sweep_summary(jobs)}."]
     shared = shared_overrides(jobs)
     if shared:
         lines.append("Overrides shared by every job: `" + " ".join(shared) + "`")
@@ -136,5 +140,4 @@ def write_markdown(
     path: Path,
     tables: Sequence[Table] | None = None,
 ) -> Path:
-    Path(path).write_text(markdown_report(sweep_dir, jobs, groups, tables) + "\n")
-    return Path(path)
+    return write_text_atomic(path, markdown_report(sweep_dir, jobs, groups, tables) + "\n")

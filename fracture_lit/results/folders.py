@@ -23,7 +23,10 @@ from fracture_lit.results.job_errors import crash_hint, error_text
 from fracture_lit.results.papers import float_or_none, job_paper
 from fracture_lit.stats.catalogue import CATALOGUE
 from fracture_lit.stats.splits import STAGES
+from fracture_lit.utils.atomic import write_text_atomic
+from fracture_lit.utils.disk_budget import folder_bytes
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
+from fracture_lit.utils.job_lock import RUNNING, folder_owner
 
 __all__ = [
     "MIN_SUBGROUP_FOR_CI",
@@ -99,14 +102,9 @@ def read_metrics(folder: Path) -> dict[str, Any]:
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
-    """Write ``data`` to ``path`` as json (sorted keys, atomically replaced: a reader never
-    sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    """Write ``data`` to ``path`` as json (sorted keys, atomically replaced under a name of
+    its own: a reader never sees half a file, two writers never share a temporary file)."""
+    return write_text_atomic(Path(path), json.dumps(data, indent=2, sort_keys=True))
 
 
 def write_metrics(results: dict[str, Any], folder: Path) -> Path:
@@ -213,6 +211,8 @@ class JobResult:
     paper_title: str | None = None
     #: The class names, positive class last for binary tasks (metrics.json ``classes``).
     classes: list[str] = field(default_factory=list)
+    #: Bytes the job's folder uses on disk (hard links once).
+    disk_bytes: int | None = None
 
     def repeat_key(self, kind: str) -> tuple[str, ...]:
         """The overrides without the ``kind`` (``seed``/``fold``) override."""
@@ -293,6 +293,7 @@ def load_job(job_dir: Path) -> JobResult:
         paper_id=paper.paper_id,
         paper_title=paper.title,
         classes=[str(c) for c in classes] if isinstance(classes, list) else [],
+        disk_bytes=folder_bytes(job_dir),
     )
 
 
@@ -301,7 +302,7 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
 
     A SLURM sweep (``slurm_jobs.json``) also lists the jobs that have not written their
     results: ``pending`` or ``running`` while the queue has them, so a detached sweep can
-    be reported on at any time.
+    be reported on at any time. A job whose folder a live process owns is ``running``.
     """
     from fracture_lit.utils.slurm_jobs import job_states_for_report
 
@@ -329,4 +330,7 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
         elif state and job.status != "done":
             # Still queued (or requeued after preemption) or running: not a failure yet.
             job.status, job.error = state, ""
+    for job in jobs.values():  # a live owner trains it now (utils/job_lock.py)
+        if job.status != "done" and folder_owner(job.folder) is not None:
+            job.status, job.error = RUNNING, ""
     return [jobs[num] for num in sorted(jobs)]

@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.utils.atomic import write_text_atomic
+
 __all__ = [
     "esc",
     "figure",
@@ -48,6 +50,7 @@ h4 { font-size: 13px; margin: 12px 0 4px; color: #52606d; }
 .done { background: #e3f9e5; color: #05400a; }
 .failed { background: #ffe3e3; color: #8a041a; }
 .pruned { background: #fff3c4; color: #8d2b0b; }
+.live { background: #e6f0ff; color: #0b3d91; }
 .error { background: #fff5f5; border-left: 4px solid #e12d39; padding: 8px 12px; margin: 8px 0;
   white-space: pre-wrap; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
@@ -161,11 +164,8 @@ def html_table(
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # a browser never sees a half-written report
-    return path
+    # A browser never sees a half-written report; two report writers never mix theirs.
+    return write_text_atomic(path, text)
 
 
 def output_path(default: Path, out: Path | str | None) -> Path:

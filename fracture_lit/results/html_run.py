@@ -37,7 +37,7 @@ from fracture_lit.results.html_page import (
     write_atomic,
 )
 from fracture_lit.results.run_folder import RunFolder, load_run
-from fracture_lit.results.table import interval_cell
+from fracture_lit.results.table import interval_cell, status_badge
 from fracture_lit.stats.catalogue import by_key, format_value, ordered_keys, subgroup_metrics
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
@@ -293,7 +293,7 @@ def _subgroups(run: RunFolder) -> str:
 
 def _run_header(run: RunFolder) -> str:
     s, job = run.summary, run.job
-    badge = run.status if run.status in FINISHED_STATUSES else "failed"
+    badge = status_badge(run.status)
     lines = [
         f'<h1>{esc(run.title)} <span class="badge {badge}">{esc(run.status)}</span></h1>',
         f'<p class="meta">Folder: <code>{esc(run.folder)}</code></p>',

@@ -27,13 +27,14 @@ from fracture_lit.results.html_run import run_sections, write_run_page
 from fracture_lit.results.run_folder import load_run
 from fracture_lit.results.table import (
     Table,
+    is_failed,
     papers_line,
     repeat_groups,
     shared_overrides,
-    status_counts,
+    status_badge,
+    sweep_summary,
     sweep_tables,
 )
-from fracture_lit.utils.job_folder import FINISHED_STATUSES as FINISHED
 
 __all__ = ["write_sweep_report_html"]
 
@@ -56,7 +57,7 @@ def _sweep_tables(jobs: Sequence[JobResult], tables: Sequence[Table]) -> str:
             if job is not None:
                 cells[0] = f'<a href="#job-{job.num}">{esc(job.num)}</a>'
             rows.append(cells)
-            classes.append("fail" if job is not None and job.status not in FINISHED else "")
+            classes.append("fail" if job is not None and is_failed(job) else "")
         parts.append(f"<h3>{esc(spec.title)}</h3>")
         parts.append(
             html_table(
@@ -92,7 +93,7 @@ def write_sweep_report_html(
     body = [
         f"<h1>Sweep report</h1>"
         f'<p class="meta">Folder: <code>{esc(sweep_dir)}</code></p>'
-        f'<p class="meta">{len(jobs)} jobs: {esc(status_counts(jobs))}.</p>'
+        f'<p class="meta">{esc(sweep_summary(jobs))}.</p>'
     ]
     shared = shared_overrides(jobs)
     if shared:
@@ -116,7 +117,7 @@ def write_sweep_report_html(
         run.status, run.error = job.status, job.error  # load_job's reading of the folder
         job_report = write_run_page(run, RunLayout(job.folder).report)
         own = " ".join(o for o in job.overrides if o not in shared) or "(shared only)"
-        badge = job.status if job.status in FINISHED else "failed"
+        badge = status_badge(job.status)
         body.append(
             f'<section class="job" id="job-{job.num}">'
             f"<h2>Job {esc(job.num)} · {esc(job.backbone or '?')} "

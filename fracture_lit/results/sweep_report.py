@@ -28,9 +28,8 @@ from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
 from fracture_lit.results.search_insight import load_insight, write_best_config
-from fracture_lit.results.table import repeat_groups, sweep_tables
+from fracture_lit.results.table import is_failed, repeat_groups, sweep_tables
 from fracture_lit.results.vs_best import write_json as write_vs_best_json
-from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = ["ReportPaths", "write_report"]
 
@@ -90,7 +89,7 @@ def write_report(
 
             console = Console()
         print_sweep(tables, jobs, sweep_dir, console)
-        failed = [j for j in jobs if j.status not in FINISHED_STATUSES]
+        failed = [j for j in jobs if is_failed(j)]
         if failed:
             console.print(
                 f"[red]{len(failed)} of {len(jobs)} jobs failed[/red]: "

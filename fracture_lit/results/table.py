@@ -19,6 +19,8 @@ from fracture_lit.results.folders import Interval, JobResult
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
 from fracture_lit.stats.catalogue import format_value, sweep_metrics
 from fracture_lit.stats.splits import STAGES
+from fracture_lit.utils.disk_budget import human
+from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
 __all__ = [
     "JOB_COLUMNS",
@@ -30,10 +32,15 @@ __all__ = [
     "repeat_groups",
     "seed_groups",
     "shared_overrides",
+    "is_failed",
     "status_cell",
-    "status_counts",
+    "status_badge",
+    "sweep_summary",
     "sweep_tables",
 ]
+
+#: Statuses of jobs that have not ended: queued, or trained by a live process now.
+LIVE_STATUSES = ("pending", "running")
 
 STAGE_TITLES = {
     "val": "Validation, best checkpoint (95% bootstrap CI)",
@@ -204,12 +211,31 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def status_counts(jobs: Sequence[JobResult]) -> str:
-    """``3 done, 2 pruned, 1 failed``: pruned trials stopped on purpose, they did not fail."""
-    done = sum(j.status == "done" for j in jobs)
-    pruned = sum(j.status == "pruned" for j in jobs)
-    counts = [f"{done} done"] + ([f"{pruned} pruned"] if pruned else [])
-    return ", ".join([*counts, f"{len(jobs) - done - pruned} failed"])
+def is_failed(job: JobResult) -> bool:
+    """Neither finished (done, or pruned on purpose by a search) nor queued or running."""
+    return job.status not in FINISHED_STATUSES and job.status not in LIVE_STATUSES
+
+
+def status_badge(status: str) -> str:
+    """The badge (CSS class) a status is shown with: done, pruned, live or failed."""
+    if status in FINISHED_STATUSES:
+        return status
+    return "live" if status in LIVE_STATUSES else "failed"
+
+
+def disk_cell(n: int | None) -> str:
+    return "-" if n is None else human(n)
+
+
+def sweep_summary(jobs: Sequence[JobResult]) -> str:
+    """``4 jobs: 1 done, 1 pruned, 1 running, 1 failed. 412.3 MB on disk`` (pruned and live
+    counts when any; pruned trials stopped on purpose, they did not fail)."""
+    counts = [f"{sum(j.status == 'done' for j in jobs)} done"]
+    others = [s for s in FINISHED_STATUSES if s != "done"] + list(LIVE_STATUSES)
+    counts += [f"{n} {s}" for s in others if (n := sum(j.status == s for j in jobs))]
+    counts.append(f"{sum(is_failed(j) for j in jobs)} failed")
+    disk = sum(j.disk_bytes or 0 for j in jobs)
+    return f"{len(jobs)} jobs: {', '.join(counts)}. {human(disk)} on disk"
 
 
 def status_cell(job: JobResult, limit: int | None = _MD_ERROR_CHARS) -> str:
@@ -240,10 +266,12 @@ def _jobs_table(jobs: Sequence[JobResult], shared: Sequence[str]) -> Table:
             status_cell(j),
             "-" if j.epochs is None else str(j.epochs),
             duration(j.wall_time_s),
+            disk_cell(j.disk_bytes),
         ]
         for j in jobs
     ]
-    return Table("Jobs", ["job", "overrides", "status", "epochs", "wall time"], rows, {0, 3, 4})
+    headers = ["job", "overrides", "status", "epochs", "wall time", "disk"]
+    return Table("Jobs", headers, rows, {0, 3, 4, 5})
 
 
 def _stage_table(jobs: Sequence[JobResult], stage: str) -> Table:

@@ -1,1 +1,3 @@
-"""What a sweep does besides running its jobs: the Hydra callbacks of ``conf/hydra/default.yaml``."""
+"""What a sweep does besides running its jobs: the Hydra callbacks of
+``conf/hydra/default.yaml``, which run in the launching process around every launcher
+(basic, joblib, local_parallel, SLURM)."""

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from fracture_lit.config import register_resolvers
 from fracture_lit.layout import SweepLayout
+from fracture_lit.utils.atomic import write_text_atomic
 
 __all__ = ["RecordSweepCommand", "WriteSweepReport"]
 
@@ -35,9 +36,9 @@ class RecordSweepCommand(Callback):
             record = SweepLayout(str(config.hydra.sweep.dir)).resume_record
             if record.is_file():
                 return
-            record.parent.mkdir(parents=True, exist_ok=True)
             overrides = config.hydra.overrides
-            record.write_text(
+            write_text_atomic(
+                record,
                 json.dumps(
                     {
                         "entry": "fracture_lit.train",
@@ -45,7 +46,7 @@ class RecordSweepCommand(Callback):
                         "hydra": list(overrides.hydra),
                     },
                     indent=1,
-                )
+                ),
             )
         except Exception as error:  # noqa: BLE001 - a record never stops a sweep
             log.warning("Could not record the sweep command: %s", error)

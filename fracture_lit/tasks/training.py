@@ -21,6 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fracture_lit.callbacks.checkpoint import drop_last_when_done
 from fracture_lit.callbacks.pruning import pruned_by
 from fracture_lit.callbacks.resume import (
     ResumableTraining,
@@ -51,6 +52,7 @@ from fracture_lit.utils.environment import (
 from fracture_lit.utils.gpu_pool import pin_local_gpus
 from fracture_lit.utils.instantiate import instantiate_group
 from fracture_lit.utils.job_folder import check_same_job, plan_job
+from fracture_lit.utils.job_lock import JobFolderLock, busy_record
 from fracture_lit.utils.slurm_preflight import slurm_preflight
 from fracture_lit.validation import validate_train
 
@@ -163,7 +165,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     output_dir = Path(cfg.paths.output_dir)
     rank_zero = global_rank() == 0
-    recorded = prepare_job_folder(cfg, rank_zero)
+    lock = JobFolderLock(output_dir)  # one owner per job folder (utils/job_lock.py)
+    recorded = prepare_job_folder(cfg, rank_zero, lock)
     if recorded is not None:
         return recorded
     results: dict[str, Any] = {"job": job_name(cfg), "backbone": cfg.model.get("backbone")}
@@ -178,9 +181,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def close_and_write(record: dict[str, Any]) -> None:
         finish_wandb()
         release_process_group()
-        if rank_zero:
-            write_metrics(record, output_dir)
-            try_write_run_report(output_dir)
+        try:
+            if rank_zero:
+                write_metrics(record, output_dir)
+                drop_last_when_done(cfg, record)
+                try_write_run_report(output_dir)
+        finally:
+            lock.release()
 
     try:
         with job_record(results, close_and_write, on_error=preemption), job_environment():
@@ -203,10 +210,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return results
 
 
-def prepare_job_folder(cfg: DictConfig, rank_zero: bool) -> dict[str, Any] | None:
-    """Apply the resume policy to this run's folder (``resume=auto``, see
-    ``utils/job_folder.py``): returns the recorded results of a job already done, else
-    sets ``ckpt_path`` to the checkpoint to continue from (if any) and returns None.
+def prepare_job_folder(
+    cfg: DictConfig, rank_zero: bool, lock: JobFolderLock
+) -> dict[str, Any] | None:
+    """Own this run's folder (``lock``) and apply the resume policy to it (``resume=auto``,
+    see ``utils/job_folder.py``): returns the recorded results of a job already done, or a
+    ``running`` record when a live process owns the folder, else sets ``ckpt_path`` to the
+    checkpoint to continue from (if any) and returns None with the lock held.
 
     DDP children take rank 0's decision from the environment: by the time they start,
     rank 0 has already moved an old attempt away or begun writing the folder.
@@ -216,12 +226,21 @@ def prepare_job_folder(cfg: DictConfig, rank_zero: bool) -> dict[str, Any] | Non
     else:
         folder = Path(cfg.paths.output_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        if HydraConfig.initialized():
-            check_same_job(folder, list(HydraConfig.get().overrides.task))
-        plan = plan_job(folder, str(cfg.get("resume") or "auto"))
+        owner = lock.acquire()
+        if owner is not None:
+            return busy_record(folder, owner, job_name(cfg), is_multirun())
+        try:
+            if HydraConfig.initialized():
+                check_same_job(folder, list(HydraConfig.get().overrides.task))
+            plan = plan_job(folder, str(cfg.get("resume") or "auto"))
+        except BaseException:
+            lock.release()
+            raise
         if plan.action == "skip":
+            lock.release()
             log.info("%s is done (metrics.json): kept as it is, not rerun.", folder)
             return plan.recorded
+        lock.announce()
         checkpoint = plan.checkpoint
         os.environ[RESUME_FROM_ENV] = checkpoint or ""
     if checkpoint and not cfg.get("ckpt_path"):

@@ -18,6 +18,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from fracture_lit.utils.atomic import unique_tmp
+
 
 class _KeepingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
@@ -37,7 +39,7 @@ class _KeepingWriter(ExperimentWriter):
             rows = list(reader)
         kept = [row for row in rows if _step(row) < step]
         if len(kept) != len(rows):
-            tmp = self.metrics_file_path + ".tmp"
+            tmp = unique_tmp(self.metrics_file_path)
             with open(tmp, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=fields)
                 writer.writeheader()

@@ -24,6 +24,7 @@ from typing import Any
 
 from fracture_lit.errors import ConfigError, UserError
 from fracture_lit.layout import RunLayout
+from fracture_lit.utils.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,7 @@ def check_same_job(folder: Path, overrides: list[str]) -> None:
     if not record.is_file():
         if _has_results(run):
             return  # made before records were kept: nothing to compare with
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"overrides": list(overrides)}, indent=1))
+        write_text_atomic(record, json.dumps({"overrides": list(overrides)}, indent=1))
         if run.hydra.is_dir():
             shutil.copytree(run.hydra, run.resume_hydra, dirs_exist_ok=True)
         return

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.layout import SweepLayout
+from fracture_lit.utils.atomic import write_text_atomic
 
 #: squeue states of a job that will still run (or is running) without anyone's help.
 QUEUED = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING"}
@@ -32,11 +33,8 @@ def record_submission(sweep_dir: str | Path, jobs: dict[int, dict[str, Any]]) ->
     with _RECORD_LOCK:
         record = read_submission(sweep_dir)
         record.update({int(num): dict(job) for num, job in jobs.items()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({str(k): v for k, v in sorted(record.items())}, indent=1))
-        tmp.replace(path)
-    return path
+        text = json.dumps({str(k): v for k, v in sorted(record.items())}, indent=1)
+        return write_text_atomic(path, text)
 
 
 def read_submission(sweep_dir: str | Path) -> dict[int, dict[str, Any]]:
