@@ -73,13 +73,14 @@ browser: $(STAMP) ## Debian's chromium (apt-get, sudo when not root) + Playwrigh
 slurm: ## Two-node SLURM cluster on this machine for the `slurm` tests (root or sudo; .ci/slurm_up.sh)
 	bash .ci/slurm_up.sh
 
-lint: $(STAMP) ## ruff check + format check
-	$(VENV)/bin/ruff check fracture_lit hydra_plugins tests
-	$(VENV)/bin/ruff format --check fracture_lit hydra_plugins tests
+lint: $(STAMP) ## ruff check + format check + the declared layers (import-linter, pyproject.toml)
+	$(VENV)/bin/ruff check fracture_lit hydra_plugins tests benchmarks
+	$(VENV)/bin/ruff format --check fracture_lit hydra_plugins tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix fracture_lit hydra_plugins tests
-	$(VENV)/bin/ruff format fracture_lit hydra_plugins tests
+	$(VENV)/bin/ruff check --fix fracture_lit hydra_plugins tests benchmarks
+	$(VENV)/bin/ruff format fracture_lit hydra_plugins tests benchmarks
 
 clean: ## Remove run outputs and caches (keeps .venv and data/)
 	rm -rf outputs multirun_outputs .pytest_cache .ruff_cache build dist *.egg-info
