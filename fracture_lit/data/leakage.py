@@ -6,13 +6,16 @@ accuracy on that split measures memory, not generalisation. :func:`audit_leakage
 this for any split (``sample.split``, else the dataset's ``given_split``) at three levels:
 
 * ``exact``: identical bytes (sha1);
-* ``near``: perceptual hash (64-bit phash) within ``max_hamming`` bits, *beyond* exact
-  copies: files with identical bytes are one node, and a near group needs two different
-  files; it crosses a split boundary only if two *different* files sit on the two sides;
+* ``near``: perceptual hash (64-bit phash within ``max_hamming`` bits, confirmed by the
+  256-bit one: :mod:`fracture_lit.data.hashing`), *beyond* exact copies: files with
+  identical bytes are one node, and a near group needs two different files; it crosses a
+  split boundary only if two *different* files sit on the two sides;
 * ``name``: name variants of one source with the same label (see
-  :func:`fracture_lit.data.grouping.stem_key`), e.g. Roboflow augmentations.
+  :func:`fracture_lit.data.grouping.name_key`), e.g. Roboflow augmentations.
 
-and reports, for test and val, the share of images with a twin in train at each level.
+and reports, for test and val, the share of images with a twin in train at each level. When
+the samples come from several datasets (``meta["source"]``, a merged dataset), it also
+counts, per pair of sources, the images of one that also appear in the other.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fracture_lit.data.grouping import (
+    FINE_MAX_HAMMING,
+    NEAR_MAX_HAMMING,
     HashCache,
     UnionFind,
     compute_hashes,
-    near_duplicate_pairs,
-    stem_key,
+    confirmed_near_pairs,
+    name_key,
 )
 from fracture_lit.data.samples import Sample
 
@@ -96,6 +101,10 @@ class LeakageReport:
     crossing: dict[str, dict[str, int]] = field(default_factory=dict)
     twins: dict[str, dict[str, int]] = field(default_factory=dict)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    #: ``"A/B"`` -> images of source A with a twin in source B: ``{"of", "images",
+    #: "exact", "near"}`` (``near``: a near twin in B and no byte-identical one).
+    cross_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    fine_max_hamming: int | None = FINE_MAX_HAMMING
 
     def groups(self, kind: str) -> list[DuplicateGroup]:
         return {"exact": self.exact_groups, "near": self.near_groups, "name": self.name_groups}[
@@ -115,6 +124,8 @@ class LeakageReport:
             "n_images": self.n_images,
             "split_counts": dict(self.split_counts),
             "max_hamming": self.max_hamming,
+            "fine_max_hamming": self.fine_max_hamming,
+            "cross_source": {k: dict(v) for k, v in self.cross_source.items()},
             "crossing": {k: dict(v) for k, v in self.crossing.items()},
             "twins": {
                 split: {
@@ -133,13 +144,20 @@ class LeakageReport:
             "unreadable": [list(u) for u in self.unreadable],
         }
 
+    def near_rule(self) -> str:
+        """How near-duplicates were found, for table captions."""
+        rule = f"64-bit phash within {self.max_hamming} bits"
+        if self.fine_max_hamming is not None:
+            rule += f" and 256-bit phash within {self.fine_max_hamming}"
+        return rule
+
     def format_table(self) -> str:
         """A plain-text table (no rich markup) for logs and the audit entry point."""
         counts = ", ".join(f"{k} {v:,}" for k, v in self.split_counts.items())
         lines = [
             f"Leakage audit: {self.n_images:,} images ({counts})",
-            f"near = perceptual hash within {self.max_hamming} bits, beyond byte-identical "
-            "copies; name = same source name and label",
+            f"near = {self.near_rule()}, beyond byte-identical copies; name = same source "
+            "name and label",
             "",
         ]
         pairs = [f"{a}/{b}" for a, b in SPLIT_PAIRS]
@@ -167,10 +185,24 @@ class LeakageReport:
             )
             label = f"{split} ({t['n']:,})"
             lines.append(f"{label:<16}{cells}")
+        if self.cross_source:
+            lines += ["", "Across sources (an image with a twin in the other source):"]
+            lines += [f"  {line}" for line in self.cross_source_lines()]
         if self.unreadable:
             lines.append("")
             lines.append(f"{len(self.unreadable)} file(s) could not be decoded (no phash).")
         return "\n".join(lines)
+
+    def cross_source_lines(self) -> list[str]:
+        """ "N images of A also appear in B (M exact, K near)", one per ordered pair."""
+        out = []
+        for pair, c in self.cross_source.items():
+            a, b = pair.split("/", 1)
+            out.append(
+                f"{c['images']:,} of {c['of']:,} images of {a} also appear in {b} "
+                f"({c['exact']:,} exact, {c['near']:,} near)"
+            )
+        return out
 
 
 def _split_of(sample: Sample) -> str:
@@ -186,7 +218,8 @@ def _count_crossing(groups: list[DuplicateGroup]) -> dict[str, int]:
 def audit_leakage(
     samples: Sequence[Sample],
     *,
-    max_hamming: int = 4,
+    max_hamming: int = NEAR_MAX_HAMMING,
+    fine_max_hamming: int | None = FINE_MAX_HAMMING,
     near_duplicates: bool = True,
     by_name: bool = True,
     cache: HashCache | None = None,
@@ -206,7 +239,10 @@ def audit_leakage(
         if n:
             split_counts[name] = n
     report = LeakageReport(
-        n_images=len(samples), split_counts=split_counts, max_hamming=max_hamming
+        n_images=len(samples),
+        split_counts=split_counts,
+        max_hamming=max_hamming,
+        fine_max_hamming=fine_max_hamming,
     )
     if not samples:
         return report
@@ -240,12 +276,12 @@ def audit_leakage(
     for members in node_members:
         for j in members[1:]:
             visual.union(members[0], j)
+    near_node_pairs: list[tuple[int, int]] = []
     if near_duplicates:
-        node_phash = [(n, hashes[m[0]].phash) for n, m in enumerate(node_members)]
-        node_phash = [(n, p) for n, p in node_phash if p is not None]
+        node_hashes = [hashes[m[0]] for m in node_members]
+        near_node_pairs = confirmed_near_pairs(node_hashes, max_hamming, fine_max_hamming)
         node_uf = UnionFind(len(node_members))
-        for a, b in near_duplicate_pairs([p for _, p in node_phash], max_hamming):
-            na, nb = node_phash[a][0], node_phash[b][0]
+        for na, nb in near_node_pairs:
             node_uf.union(na, nb)
             visual.union(node_members[na][0], node_members[nb][0])
         for comp in node_uf.components():
@@ -258,9 +294,9 @@ def audit_leakage(
     for i in range(len(samples)):
         combined.union(i, visual.find(i))
     if by_name:
-        by_key: dict[tuple[int, str], list[int]] = defaultdict(list)
+        by_key: dict[tuple[object, int, str], list[int]] = defaultdict(list)
         for i, s in enumerate(samples):
-            by_key[(s.label, stem_key(s.name))].append(i)
+            by_key[name_key(s)].append(i)
         for members in sorted(by_key.values()):
             if len(members) > 1:
                 report.name_groups.append(make("name", members))
@@ -284,4 +320,40 @@ def audit_leakage(
             "visual": sum(visual.find(i) in visual_train for i in idx),
             "any": sum(combined.find(i) in any_train for i in idx),
         }
+    report.cross_source = _cross_source(samples, node_index, node_members, near_node_pairs)
     return report
+
+
+def _cross_source(
+    samples: Sequence[Sample],
+    node_index: Sequence[int],
+    node_members: Sequence[Sequence[int]],
+    near_node_pairs: Sequence[tuple[int, int]],
+) -> dict[str, dict[str, int]]:
+    """Per ordered pair of sources (A, B): how many images of A have a *direct* twin in B,
+    byte-identical (``exact``) or, failing that, a confirmed near copy (``near``)."""
+    sources = [s.meta.get("source") for s in samples]
+    names = sorted({str(s) for s in sources if s is not None})
+    if len(names) < 2:
+        return {}
+    in_node = [{sources[i] for i in members} for members in node_members]
+    neighbours: dict[int, set[int]] = defaultdict(set)
+    for na, nb in near_node_pairs:
+        neighbours[na].add(nb)
+        neighbours[nb].add(na)
+    out: dict[str, dict[str, int]] = {}
+    for a in names:
+        mine = [i for i, s in enumerate(sources) if s == a]
+        for b in names:
+            if a == b:
+                continue
+            exact = near = 0
+            for i in mine:
+                node = node_index[i]
+                if b in in_node[node]:
+                    exact += 1
+                elif any(b in in_node[m] for m in neighbours[node]):
+                    near += 1
+            out[f"{a}/{b}"] = {"of": len(mine), "images": exact + near, "exact": exact,
+                               "near": near}  # fmt: skip
+    return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from fracture_lit.data.samples import Sample
@@ -61,23 +61,38 @@ def _group_key(sample: Sample) -> str:
     return sample.group or f"path:{sample.path}"
 
 
+#: What a split is stratified by: a sample's label, unless a dataset asks for more (a merged
+#: dataset stratifies by (source, label), so every split holds each source in proportion).
+Stratum = Callable[[Sample], Hashable]
+
+
+def _by_label(sample: Sample) -> Hashable:
+    return sample.label
+
+
 def greedy_group_split(
-    samples: Sequence[Sample], fractions: dict[str, float], seed: int
+    samples: Sequence[Sample],
+    fractions: dict[str, float],
+    seed: int,
+    stratum: Stratum | None = None,
 ) -> dict[str, str]:
     """Assign every group of ``samples`` to one bin of ``fractions``; returns group -> bin.
 
     Bins with fraction 0 get nothing. Deterministic for a given seed and input order; the
-    input order matters only through ties, and indexers sort by path.
+    input order matters only through ties, and indexers sort by path. ``stratum`` (default:
+    the label) names what each bin should hold in proportion.
     """
     bins = [b for b, f in fractions.items() if f > 0]
     if not bins:
         raise ValueError(f"no bin has a positive fraction: {fractions}")
     total_f = sum(fractions[b] for b in bins)
-    labels = sorted({s.label for s in samples})
+    key = stratum or _by_label
+    values = {key(s) for s in samples}
+    labels = sorted(values) if stratum is None else sorted(values, key=repr)
     col = {lab: i for i, lab in enumerate(labels)}
     counts: dict[str, list[int]] = {}
     for s in samples:
-        counts.setdefault(_group_key(s), [0] * len(labels))[col[s.label]] += 1
+        counts.setdefault(_group_key(s), [0] * len(labels))[col[key(s)]] += 1
     label_totals = [sum(c[i] for c in counts.values()) for i in range(len(labels))]
     target = {b: [fractions[b] / total_f * t for t in label_totals] for b in bins}
     current = {b: [0.0] * len(labels) for b in bins}
@@ -139,6 +154,7 @@ def assign_splits(
     seed: int,
     n_folds: int | None = None,
     fold: int | None = None,
+    stratum: Stratum | None = None,
 ) -> SplitReport:
     """Fill ``sample.split`` with train/val/test; returns a :class:`SplitReport`.
 
@@ -153,7 +169,8 @@ def assign_splits(
       on ``fold``, so looping ``fold`` over ``range(n_folds)`` covers every sample once.
 
     Call :func:`fracture_lit.data.grouping.assign_groups` first; without groups every
-    sample is its own group and copies of one image can land on both sides.
+    sample is its own group and copies of one image can land on both sides. ``stratum``
+    (default: the label) is what every split holds in proportion.
     """
     _check_fractions(val_fraction, test_fraction)
     kfold = n_folds is not None or fold is not None
@@ -212,7 +229,9 @@ def assign_splits(
         if kfold:
             rest = pool
             if carve_test > 0:
-                first = greedy_group_split(pool, {"rest": 1 - carve_test, "test": carve_test}, seed)
+                first = greedy_group_split(
+                    pool, {"rest": 1 - carve_test, "test": carve_test}, seed, stratum
+                )
                 for s in pool:
                     if first[_group_key(s)] == "test":
                         s.split = "test"
@@ -221,12 +240,13 @@ def assign_splits(
                 rest,
                 {f"fold{k}": 1.0 / n_folds for k in range(n_folds)},
                 seed + 1,  # type: ignore[operator]
+                stratum,
             )
             for s in rest:
                 s.split = "val" if folds[_group_key(s)] == f"fold{fold}" else "train"
         else:
             fractions = {"train": 1 - carve_val - carve_test, "val": carve_val, "test": carve_test}
-            chosen = greedy_group_split(pool, fractions, seed)
+            chosen = greedy_group_split(pool, fractions, seed, stratum)
             for s in pool:
                 s.split = chosen[_group_key(s)]
 

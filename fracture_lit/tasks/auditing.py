@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from fracture_lit.data.grouping import HashCache
+from fracture_lit.data.grouping import FINE_MAX_HAMMING, NEAR_MAX_HAMMING, HashCache
 from fracture_lit.data.leakage import KINDS, SPLIT_PAIRS, audit_leakage
 from fracture_lit.layout import RunLayout
 from fracture_lit.validation import validate_audit
@@ -40,8 +40,8 @@ def _rich_tables(report: Any, show_groups: int) -> list[Table]:
     groups = Table(
         title=f"Duplicate groups: {report.n_images:,} images ({counts})",
         caption=(
-            f"near = perceptual hash within {report.max_hamming} bits, beyond byte-identical "
-            "copies; name = same source name and label"
+            f"near = {report.near_rule()}, beyond byte-identical copies; name = same "
+            "source name and label"
         ),
         title_style="bold",
     )
@@ -80,6 +80,15 @@ def _rich_tables(report: Any, show_groups: int) -> list[Table]:
             ],
         )
     tables = [groups, twins]
+    if report.cross_source:
+        across = Table(title="Images that appear in another source", title_style="bold")
+        for column in ("source", "also in", "images", "exact", "near"):
+            across.add_column(column, justify="left" if column in ("source", "also in") else "right")
+        for pair, c in report.cross_source.items():
+            a, b = pair.split("/", 1)
+            share = f"{c['images']:,} of {c['of']:,}"
+            across.add_row(a, b, share, f"{c['exact']:,}", f"{c['near']:,}")
+        tables.append(across)
 
     if show_groups > 0:
         examples = Table(title="Examples of groups crossing train and test/val", title_style="bold")
@@ -139,7 +148,8 @@ def audit(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
 
     report = audit_leakage(
         samples,
-        max_hamming=int(cfg.audit.get("max_hamming", 4)),
+        max_hamming=int(cfg.audit.get("max_hamming", NEAR_MAX_HAMMING)),
+        fine_max_hamming=cfg.audit.get("fine_max_hamming", FINE_MAX_HAMMING),
         near_duplicates=True,
         # The datamodule's grouping hashed the same files into this cache.
         cache=HashCache(datamodule.cache_dir / "hashes.json"),
@@ -166,6 +176,8 @@ def audit(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     console.print(f"split audited: {audited}")
     for rich_table in _rich_tables(report, int(cfg.audit.get("show_groups", 5))):
         console.print(rich_table)
+    for line in report.cross_source_lines():
+        console.print(line, highlight=False)
     console.print(
         f"Report written to {json_path} (table: {written.leakage_text.name})", soft_wrap=True
     )

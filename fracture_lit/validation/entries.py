@@ -129,6 +129,7 @@ def validate_audit(cfg: DictConfig) -> None:
     check_int(cfg, "seed", optional=True)
     check_choice(cfg, "audit.split", AUDIT_SPLITS)
     check_int(cfg, "audit.max_hamming", 0, 64)
+    check_int(cfg, "audit.fine_max_hamming", 0, 256, optional=True)
     check_int(cfg, "audit.show_groups", 0)
     validate_data(cfg)
     check_writable_dir(cfg.paths.output_dir, "paths.output_dir (the audit folder)")
