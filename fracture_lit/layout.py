@@ -22,12 +22,13 @@ Lightning and the callbacks write into: ``checkpoints``, ``csv``, ``review``,
       .resume/{overrides.json,hydra/,owner.lock,slurm_start.json}   .attempts/<n>/
       predictions.csv  gradcam/       (predict)
       model.onnx  export.json         (export; export.json beside any output=)
-      leakage_audit.{json,txt}        (audit)
+      leakage_audit.{json,txt}        (audit; a training run writes the json too)
+      label_mapping.json  scored/<stage>.csv   (a merged dataset; leave-one-dataset-out)
       pipeline.json  stage1/  stage2/  stage1_scores_on_stage2.csv  stage2_subset.csv
       lr_find.{csv,png}  tune.json    (tune)
     <sweep>/                        SweepLayout
       0/ 1/ ...                       job folders (RunLayout)
-      results.csv  results.md  report.html  vs_best.json
+      results.csv  results.md  report.html  vs_best.json  cross_dataset.json
       optuna.db  optimization_results.yaml  search.json  best_config.yaml  slurm_jobs.json
       .resume/sweep.json  .gpu_slots/  .submitit/<array>_<n>/*_log.err
 
@@ -144,6 +145,11 @@ class RunLayout:
     EXPORT_REPORT = "export.json"
     LEAKAGE_JSON = "leakage_audit.json"
     LEAKAGE_TEXT = "leakage_audit.txt"
+    #: Each source's classes -> the shared ones (a merged dataset).
+    LABEL_MAPPING = "label_mapping.json"
+    #: ``scored/<stage>.csv``: the images a metrics.json block scored (internal test,
+    #: external), one row each, for reports that recompute from predictions.
+    SCORED = "scored"
     PIPELINE = "pipeline.json"
     STAGE_SCORES = "stage1_scores_on_stage2.csv"
     STAGE_SUBSET = "stage2_subset.csv"
@@ -267,7 +273,7 @@ class RunLayout:
     def attempt_files(self) -> list[Path]:
         """What a failed attempt leaves that a fresh start must not mix with its own."""
         names = (self.METRICS, self.CHECKPOINTS, self.CSV_LOGS, self.WANDB, self.REVIEW,
-                 self.REPORT)  # fmt: skip
+                 self.REPORT, self.SCORED)  # fmt: skip
         return [self.folder / name for name in names]
 
     # --------------------------------------------------------------- other jobs' files
@@ -311,6 +317,14 @@ class RunLayout:
     @property
     def leakage_text(self) -> Path:
         return self.folder / self.LEAKAGE_TEXT
+
+    @property
+    def label_mapping(self) -> Path:
+        return self.folder / self.LABEL_MAPPING
+
+    def scored(self, stage: str) -> Path:
+        """``scored/<stage>.csv``: path, source, label, probabilities of a block's images."""
+        return self.folder / self.SCORED / f"{stage}.csv"
 
     @property
     def pipeline(self) -> Path:
@@ -371,6 +385,8 @@ class SweepLayout:
     RESULTS_MD = "results.md"
     REPORT = "report.html"
     VS_BEST = "vs_best.json"
+    #: Leave-one-dataset-out: internal vs external per held-out source, every figure.
+    CROSS_DATASET = "cross_dataset.json"
     OPTUNA_STUDY = "optuna.db"
     OPTUNA_RESULTS = "optimization_results.yaml"
     #: ``{storage, study_name, directions, monitor, pruner}`` of an Optuna search.
@@ -417,6 +433,10 @@ class SweepLayout:
     @property
     def vs_best(self) -> Path:
         return self.folder / self.VS_BEST
+
+    @property
+    def cross_dataset(self) -> Path:
+        return self.folder / self.CROSS_DATASET
 
     @property
     def optuna_study(self) -> Path:

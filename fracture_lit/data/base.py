@@ -43,7 +43,7 @@ from fracture_lit.data.samples import DatasetIndex, Sample
 from fracture_lit.data.split_plan import SplitPlan
 from fracture_lit.data.transforms import ImageTransform, Normalizer
 from fracture_lit.errors import ConfigError
-from fracture_lit.stats.splits import SPLITS
+from fracture_lit.stats.splits import EXTERNAL_SPLIT, SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class FractureDataModule(L.LightningDataModule):
     indexer: ClassVar[Callable[..., DatasetIndex] | None] = None
     #: ``layout_check(folder)``: whether the dataset's layout starts at that folder.
     layout_check: ClassVar[Callable[[Path], bool] | None] = None
+    #: ``meta`` keys the split manifest also writes as columns (a merged dataset's source).
+    manifest_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -228,10 +230,12 @@ class FractureDataModule(L.LightningDataModule):
         check_bad_images(samples, bad, self.max_bad_fraction, self.root)
         self.device_augment = self._device_augment()
         if self.manifest_out is not None and self._is_global_zero():
-            write_manifest(samples, self.manifest_out, classes=self.classes)
+            write_manifest(
+                samples, self.manifest_out, classes=self.classes, meta_columns=self.manifest_columns
+            )
         self.samples = [s for i, s in enumerate(samples) if i not in bad]
         rows = {s.path: i for i, s in enumerate(samples)}
-        for split in SPLITS:
+        for split in (*SPLITS, EXTERNAL_SPLIT):  # external: only a held-out source has one
             members = [s for s in self.samples if s.split == split]
             if not members:
                 continue
@@ -327,6 +331,16 @@ class FractureDataModule(L.LightningDataModule):
     def has_split(self, split: str) -> bool:
         return split in self.datasets
 
+    # ------------------------------------------------------------------ run record
+    def sources_record(self) -> list[dict[str, Any]]:
+        """Where the run's images come from, with counts per split (set up first):
+        ``metrics.json``'s ``data.sources``, which the model card reads."""
+        return [source_record(self.dataset_name, self.root, self.dataset_info, self.samples)]
+
+    def label_mapping(self) -> list[dict[str, Any]] | None:
+        """How each source's classes map onto the run's (a merged dataset); None for one."""
+        return None
+
     # ------------------------------------------------------------------ checkpoint info
     def state_dict(self) -> dict[str, Any]:
         """Stored in checkpoints so eval/predict can rebuild the same inputs."""
@@ -351,3 +365,24 @@ class FractureDataModule(L.LightningDataModule):
             for dataset in self.datasets.values():  # set up before the checkpoint loads
                 dataset.seed = self.sample_seed
         self._resume_at = resume_point(sampling) or self._resume_at
+
+
+def source_record(
+    name: str, root: Path, info: DatasetInfo | None, samples: Sequence[Sample]
+) -> dict[str, Any]:
+    """One entry of ``data.sources``: the dataset, its licence and how many images of it
+    the run used (``n``, ``n_positive``: label 1), per split."""
+    splits: dict[str, int] = {}
+    for sample in samples:
+        splits[sample.split or "none"] = splits.get(sample.split or "none", 0) + 1
+    used = [s for s in samples if s.split in (*SPLITS, EXTERNAL_SPLIT)]
+    return {
+        "name": name,
+        "title": info.title if info else name,
+        "root": str(root),
+        "licence": info.licence if info else None,
+        "source_url": info.source_url if info else None,
+        "n": len(used),
+        "n_positive": sum(s.label == 1 for s in used),
+        "splits": splits,
+    }

@@ -68,15 +68,19 @@ def write_manifest(
     *,
     classes: Sequence[str] | None = None,
     root: str | os.PathLike[str] | None = None,
+    meta_columns: Sequence[str] = (),
 ) -> Path:
     """Write ``samples`` as a CSV manifest, sorted by path; returns the file written.
 
-    ``classes`` adds a human-readable ``class`` column; ``root`` makes paths relative to it.
+    ``classes`` adds a human-readable ``class`` column; ``root`` makes paths relative to it;
+    ``meta_columns`` are ``meta`` keys also written as columns of their own (a merged
+    dataset's ``source`` and ``source_class``: readable without parsing JSON).
     Written to a temporary file and renamed, so a crashed run never leaves half a manifest.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     columns = [c for c in BASE_COLUMNS if c != "class" or classes is not None]
+    columns[columns.index("group") : columns.index("group")] = list(meta_columns)
     base = os.path.abspath(root) if root is not None else None
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
@@ -95,6 +99,7 @@ def write_manifest(
             }
             if classes is not None:
                 row["class"] = classes[s.label] if 0 <= s.label < len(classes) else ""
+            row.update({key: s.meta.get(key, "") for key in meta_columns})
             writer.writerow(row)
     os.replace(tmp, out)
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,9 @@ class SplitPlan:
     hash_cache: Path | None = None
     manifest: Path | None = None
     subset_file: Path | None = None
+    #: After grouping, before splitting: sets some samples' split itself (a held-out
+    #: source) and returns the pool left to split.
+    set_aside: Callable[[list[Sample]], list[Sample]] | None = None
 
     def apply(self, index: DatasetIndex) -> list[Sample]:
         """The index's samples (copied list, same objects) with ``group`` and ``split`` set."""
@@ -95,5 +99,6 @@ class SplitPlan:
         else:
             for sample in samples:
                 sample.group = sample.path
-        assign_splits(samples, **self.split_args)
+        pool = self.set_aside(samples) if self.set_aside is not None else samples
+        assign_splits(pool, **self.split_args)
         return samples

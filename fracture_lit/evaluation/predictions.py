@@ -106,8 +106,9 @@ class SplitPredictions:
             }
             for c, name in enumerate(self.class_names):
                 row[f"prob_{name}"] = round(float(self.probs[i, c]), 6)
-            if self.meta and self.meta[i].get("region"):
-                row["region"] = self.meta[i]["region"]
+            for key in ("source", "region"):  # a merged dataset's source; FracAtlas's region
+                if self.meta and self.meta[i].get(key):
+                    row[key] = self.meta[i][key]
             out.append(row)
         return out
 

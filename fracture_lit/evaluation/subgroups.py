@@ -11,9 +11,10 @@ from fracture_lit.evaluation.predictions import SplitPredictions
 
 __all__ = ["MIN_SUBGROUP_FOR_CI", "SUBGROUP_ATTRIBUTES", "split_by"]
 
-#: Image attributes a run is scored by, where the data records them (FracAtlas has all).
-#: Today's default for every dataset, until the dataset registry names each one's own.
-SUBGROUP_ATTRIBUTES: tuple[str, ...] = ("region", "view", "hardware")
+#: Image attributes a run is scored by, where the data records them (FracAtlas has region,
+#: view and hardware; a merged dataset's images their source). The default where no
+#: dataset names its own (an evaluation).
+SUBGROUP_ATTRIBUTES: tuple[str, ...] = ("source", "region", "view", "hardware")
 #: Subgroups smaller than this get point estimates only: intervals on a handful are noise.
 MIN_SUBGROUP_FOR_CI = 10
 

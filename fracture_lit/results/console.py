@@ -32,6 +32,7 @@ def metrics_table(results: dict[str, Any], title: str) -> Any:
     labels = {
         "val": "validation, best ckpt (95% CI)",
         "test": "test (95% CI)",
+        "external": "external: held-out source (95% CI)",
         "eval": f"{results.get('split', 'eval')} at threshold "
         f"{results.get('threshold', 0.5):.3f} (95% CI)",
     }

@@ -53,7 +53,8 @@ class RunFolder:
 
 def _subgroups(run_dir: Path, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per-subgroup scores: an evaluation's (metrics.json ``subgroups``, or ``per_region``
-    of older ones) and each reviewed split's ``review/<split>/subgroups.json``."""
+    of older ones) and each stage's: its metrics.json block's ``subgroups``, else the
+    reviewed split's ``review/<split>/subgroups.json``."""
     out: dict[str, dict[str, Any]] = {}
     split = str(summary.get("split") or "eval")
     found = summary.get("subgroups")
@@ -63,7 +64,9 @@ def _subgroups(run_dir: Path, summary: dict[str, Any]) -> dict[str, dict[str, An
         out[f"eval on {split}"] = {"region": summary["per_region"]}
     review = RunLayout(run_dir).review
     for stage in RUN_STAGES:
-        scored = read_json(review.subgroups(stage))
+        block = summary.get(stage)
+        recorded = block.get("subgroups") if isinstance(block, dict) else None
+        scored = recorded if isinstance(recorded, dict) else read_json(review.subgroups(stage))
         scored = {k: v for k, v in scored.items() if isinstance(v, dict) and v}
         if scored:
             out[stage] = scored

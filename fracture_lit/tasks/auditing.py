@@ -83,7 +83,9 @@ def _rich_tables(report: Any, show_groups: int) -> list[Table]:
     if report.cross_source:
         across = Table(title="Images that appear in another source", title_style="bold")
         for column in ("source", "also in", "images", "exact", "near"):
-            across.add_column(column, justify="left" if column in ("source", "also in") else "right")
+            across.add_column(
+                column, justify="left" if column in ("source", "also in") else "right"
+            )
         for pair, c in report.cross_source.items():
             a, b = pair.split("/", 1)
             share = f"{c['images']:,} of {c['of']:,}"

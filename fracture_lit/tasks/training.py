@@ -34,8 +34,10 @@ from fracture_lit.results.console import print_summary
 from fracture_lit.results.folders import write_metrics
 from fracture_lit.results.html_run import try_write_run_report
 from fracture_lit.results.job_record import job_record
+from fracture_lit.stats.splits import EXTERNAL_SPLIT
 from fracture_lit.tasks.building import instantiate_data_and_model
 from fracture_lit.tasks.output_errors import output_errors_named
+from fracture_lit.tasks.run_data import data_record, evaluate_external, record_stage_subgroups
 from fracture_lit.tasks.wandb_run import finish_wandb, is_multirun, job_name, wandb_settings
 from fracture_lit.utils.distributed import (
     global_rank,
@@ -155,6 +157,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["test"] = model.epoch_summary.get("test", {})
         else:
             log.info("The data has no test split; skipping test.")
+    if trainer.is_global_zero:  # per-source subgroups, the held-out source, the data record
+        record_stage_subgroups(results, model, datamodule, output_dir, trainer.world_size)
+        external = evaluate_external(model, datamodule, output_dir) if cfg.get("test", 1) else None
+        if external is not None:
+            results[EXTERNAL_SPLIT] = external
+        results["data"] = data_record(datamodule, output_dir)
     return results
 
 
