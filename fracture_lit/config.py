@@ -63,6 +63,16 @@ def input_channels(pretrained: Any, pretrained_file: Any, preprocess: Any = None
     return 3 if needs_colour else 1
 
 
+def source_names(sources: Any) -> str:
+    """``data.sources`` as a sweep's values, ``fracatlas,multiregion``: the names of its
+    entries (a name, a ``{name, root, ...}`` entry, or the keys of a dict keyed by name).
+    ``experiment=leave_one_dataset_out`` sweeps ``data.held_out`` over them."""
+    if hasattr(sources, "keys"):
+        return ",".join(str(name) for name in sources)
+    names = [entry if isinstance(entry, str) else entry.get("name") for entry in sources or ()]
+    return ",".join(str(name) for name in names)
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the config tree uses (idempotent)."""
     if not OmegaConf.has_resolver("run_id"):
@@ -74,3 +84,5 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("input_channels"):
         # model.in_chans: 1 for greyscale from scratch, 3 for pretrained weights or jet.
         OmegaConf.register_new_resolver("input_channels", input_channels)
+    if not OmegaConf.has_resolver("source_names"):
+        OmegaConf.register_new_resolver("source_names", source_names)

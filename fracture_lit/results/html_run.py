@@ -55,6 +55,7 @@ _NOT_ROWS = re.compile(r"^(loss|threshold|auroc_best|youden_.*|.*_at_thr)$")
 _STAGE_TITLES = {
     "val": "Validation (best checkpoint)",
     "test": "Test",
+    "external": "External test: the held-out source",
     "eval": "Evaluation",
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +25,13 @@ from fracture_lit.results.folders import JobResult, read_csv
 from fracture_lit.stats.auroc import auroc
 from fracture_lit.stats.bootstrap import bootstrap_ci
 
-__all__ = ["PooledAUROC", "bootstrap_auroc", "pooled_auroc", "read_predictions"]
+__all__ = [
+    "PooledAUROC",
+    "bootstrap_auroc",
+    "pooled_auroc",
+    "read_prediction_file",
+    "read_predictions",
+]
 
 N_BOOTSTRAP = 1000
 
@@ -56,17 +63,20 @@ def bootstrap_auroc(
         return auroc(scores, labels), float("nan"), float("nan")
 
 
-def read_predictions(job: JobResult, stage: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(positive-class probability, is positive)`` of one job's reviewed split.
+def read_prediction_file(
+    path: Path, classes: Sequence[str]
+) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """``(paths, positive-class probability, is positive)`` of a predictions CSV written by
+    :meth:`~fracture_lit.evaluation.predictions.SplitPredictions.write_csv`.
 
     None when the file is missing or the task is not binary. The positive class is the
-    last of metrics.json's ``classes`` (fracture datasets put it there).
+    last of ``classes`` (fracture datasets put it there; the CSV's columns when empty).
     """
-    rows = read_csv(RunLayout(job.folder).review.predictions(stage))
+    rows = read_csv(path)
     if not rows:
         return None
     prob_columns = [c for c in rows[0] if c.startswith("prob_")]
-    classes = job.classes or [c[len("prob_") :] for c in prob_columns]
+    classes = list(classes) or [c[len("prob_") :] for c in prob_columns]
     if len(classes) != 2 or f"prob_{classes[1]}" not in rows[0]:
         return None
     positive = classes[1]
@@ -75,7 +85,14 @@ def read_predictions(job: JobResult, stage: str) -> tuple[np.ndarray, np.ndarray
     except (TypeError, ValueError):
         return None
     labels = np.array([r.get("label") == positive for r in rows])
-    return scores, labels
+    return [str(r.get("path")) for r in rows], scores, labels
+
+
+def read_predictions(job: JobResult, stage: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(positive-class probability, is positive)`` of one job's reviewed split (None when
+    missing or not binary)."""
+    found = read_prediction_file(RunLayout(job.folder).review.predictions(stage), job.classes)
+    return None if found is None else (found[1], found[2])
 
 
 def pooled_auroc(

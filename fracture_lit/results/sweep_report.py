@@ -28,7 +28,12 @@ from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
 from fracture_lit.results.search_insight import load_insight, write_best_config
-from fracture_lit.results.table import is_failed, repeat_groups, sweep_tables
+from fracture_lit.results.table import (
+    held_out_sources,
+    is_failed,
+    repeat_groups,
+    sweep_tables,
+)
 from fracture_lit.results.vs_best import write_json as write_vs_best_json
 
 __all__ = ["ReportPaths", "write_report"]
@@ -68,6 +73,10 @@ def write_report(
     csv_path = write_csv(jobs, written.results_csv)
     md_path = write_markdown(sweep_dir, jobs, groups, written.results_md, tables)
     write_vs_best_json(jobs, written.vs_best)  # every paired comparison with all its numbers
+    if held_out_sources(jobs):
+        from fracture_lit.results.cross_dataset import write_json_report  # torch: only then
+
+        write_json_report(jobs, written.cross_dataset)
     insight = load_insight(sweep_dir)  # None unless the sweep is an Optuna search
     best_config = write_best_config(insight) if insight is not None else None
     html_path = None

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fracture_lit.layout import RunLayout
 from fracture_lit.results.folders import Interval, JobResult
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
 from fracture_lit.stats.catalogue import format_value, sweep_metrics
-from fracture_lit.stats.splits import STAGES
+from fracture_lit.stats.splits import EXTERNAL_SPLIT, STAGES
 from fracture_lit.utils.disk_budget import human
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
@@ -28,6 +29,7 @@ __all__ = [
     "RepeatGroup",
     "Table",
     "duration",
+    "held_out_sources",
     "interval_cell",
     "repeat_groups",
     "seed_groups",
@@ -358,11 +360,21 @@ def _group_table(
     return Table(title, headers, rows, right, short, note)
 
 
+def held_out_sources(jobs: Sequence[JobResult]) -> bool:
+    """Whether a job tested a held-out source (leave-one-dataset-out: its external block)."""
+    return any(RunLayout(j.folder).scored(EXTERNAL_SPLIT).is_file() for j in jobs)
+
+
 def sweep_tables(jobs: Sequence[JobResult], groups: Sequence[RepeatGroup]) -> list[Table]:
     """The report's tables: jobs, one per stage, then mean ± sd per seed / fold group."""
     shared = shared_overrides(jobs)
     tables = [_jobs_table(jobs, shared)]
     tables += [_stage_table(jobs, s) for s in STAGES if any(s in j.metrics for j in jobs)]
+    if held_out_sources(jobs):
+        # Imported here: a leave-one-dataset-out sweep's tables bootstrap (torch).
+        from fracture_lit.results.cross_dataset import cross_dataset_tables
+
+        tables += cross_dataset_tables(jobs)
     for kind in ("seed", "fold"):
         members = [g for g in groups if g.kind == kind]
         for stage in STAGES if members else ():
