@@ -63,6 +63,14 @@ def input_channels(pretrained: Any, pretrained_file: Any, preprocess: Any = None
     return 3 if needs_colour else 1
 
 
+def group_options(group: str) -> tuple[str, ...]:
+    """The options of a config group (``conf/<group>/*.yaml``, ``_``-prefixed partials
+    excluded): the one list of, e.g., the finders ``python -m fracture_lit.tune`` runs."""
+    return tuple(
+        sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    )
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the config tree uses (idempotent)."""
     if not OmegaConf.has_resolver("run_id"):

@@ -27,6 +27,7 @@ from fracture_lit.utils.atomic import write_text_atomic
 from fracture_lit.utils.disk_budget import folder_bytes
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
 from fracture_lit.utils.job_lock import RUNNING, folder_owner
+from fracture_lit.utils.slurm_jobs import job_states_for_report
 
 __all__ = [
     "MIN_SUBGROUP_FOR_CI",
@@ -304,8 +305,6 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
     results: ``pending`` or ``running`` while the queue has them, so a detached sweep can
     be reported on at any time. A job whose folder a live process owns is ``running``.
     """
-    from fracture_lit.utils.slurm_jobs import job_states_for_report
-
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ReportError(f"{sweep_dir} is not a folder (expected a multirun sweep folder)")

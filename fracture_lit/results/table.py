@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fracture_lit.results.folders import Interval, JobResult
+from fracture_lit.results.folders import REPEAT_OVERRIDES, Interval, JobResult
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
 from fracture_lit.stats.catalogue import format_value, sweep_metrics
 from fracture_lit.stats.splits import STAGES
@@ -114,8 +114,6 @@ class RepeatGroup:
         """The value of the varying override per job (the seed or the fold)."""
         if self.kind == "seed":
             return self.seeds
-        from fracture_lit.results.folders import REPEAT_OVERRIDES
-
         pattern = REPEAT_OVERRIDES[self.kind]
         return [
             next((m["value"] for o in j.overrides if (m := pattern.match(o))), "?")
@@ -324,6 +322,8 @@ def _group_table(
             short.append("paper")
     pooled = None
     if kind == "fold" and stage == "val":
+        # Imported here: the pooled bootstrap needs torch, which a sweep report without
+        # k-fold jobs never loads (the report runs in the launching process).
         from fracture_lit.results.pooled import pooled_auroc
 
         pooled = [pooled_auroc(g.done, stage) for g in groups]
