@@ -48,6 +48,8 @@ DISCLAIMER = (
 )
 #: Fewer positive test images than this make the card say the intervals are wide.
 FEW_POSITIVES = 50
+#: Fewer validation images than this make the card say the threshold is a rough choice.
+FEW_VALIDATION = 200
 #: Metrics shown at the decision threshold (``ci95_at_thr``), then threshold-free ones.
 _AT_THRESHOLD = ("recall", "specificity", "acc", "f1", "precision", "balanced_acc", "kappa")
 _THRESHOLD_FREE = ("auroc",)
@@ -194,8 +196,9 @@ def _limitations(ctx: CardContext, stages: list[str], external: bool) -> list[st
     if scored not in stages:
         lines.append("- No test split was scored: every figure above is from validation.")
     n_val = ctx.stage("val").get("n")
-    if ctx.positive and "val" in stages:
-        lines += bullet(figure("Threshold chosen on this many validation images", n_val, "val.n"))
+    if ctx.positive and "val" in stages and isinstance(n_val, int) and n_val < FEW_VALIDATION:
+        label = "Decision threshold chosen on few validation images (its error carries to test)"
+        lines += bullet(figure(label, n_val, "val.n"))
     weights = ctx.summary.get("starting_weights")
     if isinstance(weights, dict) and weights.get("licence") == "unknown":
         lines.append("- The starting weights' licence is unknown (no sidecar declares it).")
