@@ -18,7 +18,7 @@ Lightning and the callbacks write into: ``checkpoints``, ``csv``, ``review``,
         <split>/{predictions.csv,misclassified.csv,subgroups.json,
                  confusion.png,roc.png,pr.png,reliability.png}
         gradcam/{<split>_<kind>_NN.png,index.csv}
-      report.html  <job>.log  *.err  wandb/
+      report.html  model_card.md  <job>.log  *.err  wandb/
       .resume/{overrides.json,hydra/,owner.lock,slurm_start.json}   .attempts/<n>/
       predictions.csv  gradcam/       (predict)
       model.onnx  export.json         (export; export.json beside any output=)
@@ -27,7 +27,7 @@ Lightning and the callbacks write into: ``checkpoints``, ``csv``, ``review``,
       lr_find.{csv,png}  tune.json    (tune)
     <sweep>/                        SweepLayout
       0/ 1/ ...                       job folders (RunLayout)
-      results.csv  results.md  report.html  vs_best.json
+      results.csv  results.md  report.html  model_card.md  vs_best.json
       optuna.db  optimization_results.yaml  search.json  best_config.yaml  slurm_jobs.json
       .resume/sweep.json  .gpu_slots/  .submitit/<array>_<n>/*_log.err
 
@@ -128,6 +128,8 @@ class RunLayout:
     METRICS_CSV = "metrics.csv"
     REVIEW = "review"
     REPORT = "report.html"
+    #: Beside report.html: the run's model card (results/model_card.py).
+    MODEL_CARD = "model_card.md"
     WANDB = "wandb"
     LR_CURVE = "lr_find.csv"
     LR_PLOT = "lr_find.png"
@@ -229,6 +231,10 @@ class RunLayout:
     def report(self) -> Path:
         return self.folder / self.REPORT
 
+    @property
+    def model_card(self) -> Path:
+        return self.folder / self.MODEL_CARD
+
     def logs(self) -> list[Path]:
         """Hydra's job logs (``<job name>.log``: ``train.log``, ``eval.log``), newest first."""
         return sorted(self.folder.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -267,7 +273,7 @@ class RunLayout:
     def attempt_files(self) -> list[Path]:
         """What a failed attempt leaves that a fresh start must not mix with its own."""
         names = (self.METRICS, self.CHECKPOINTS, self.CSV_LOGS, self.WANDB, self.REVIEW,
-                 self.REPORT)  # fmt: skip
+                 self.REPORT, self.MODEL_CARD)  # fmt: skip
         return [self.folder / name for name in names]
 
     # --------------------------------------------------------------- other jobs' files
@@ -370,6 +376,8 @@ class SweepLayout:
     RESULTS_CSV = "results.csv"
     RESULTS_MD = "results.md"
     REPORT = "report.html"
+    #: The sweep's model card: every job with its status and headline metric.
+    MODEL_CARD = RunLayout.MODEL_CARD
     VS_BEST = "vs_best.json"
     OPTUNA_STUDY = "optuna.db"
     OPTUNA_RESULTS = "optimization_results.yaml"
@@ -413,6 +421,10 @@ class SweepLayout:
     @property
     def report(self) -> Path:
         return self.folder / self.REPORT
+
+    @property
+    def model_card(self) -> Path:
+        return self.folder / self.MODEL_CARD
 
     @property
     def vs_best(self) -> Path:

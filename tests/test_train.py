@@ -19,6 +19,7 @@ def test_run_writes_the_run_folder(tiny_cfg, tmp_path: Path) -> None:
     assert results["status"] == "done"
     out = tmp_path
     assert (out / "config.yaml").is_file()
+    assert (out / "model_card.md").is_file() and (out / "report.html").is_file()
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and any(n.startswith("epoch_") for n in ckpts)
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))

@@ -104,7 +104,7 @@ def _create_plain_cnn(variant: str, pretrained: bool = False, **kwargs: Any) -> 
     if pretrained:
         raise ValueError(
             f"{variant} is a custom CNN trained from scratch and has no pretrained weights; set "
-            "model.pretrained=false (to resume from your own weights, load a checkpoint instead, "
+            "model.weights=none (to resume from your own weights, load a checkpoint instead, "
             "e.g. timm.create_model(..., checkpoint_path=...))"
         )
     # Work out the effective cfg (registry default + any user pretrained_cfg / overlay) to learn the

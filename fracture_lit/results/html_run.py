@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.layout import ReviewLayout, RunLayout
+from fracture_lit.results.card_model import weights_line
 from fracture_lit.results.charts import best_epoch, learning_curves
 from fracture_lit.results.folders import MIN_SUBGROUP_FOR_CI, float_or_none, read_csv
 from fracture_lit.results.html_gradcam import SPLIT_ORDER, gradcam_gallery
@@ -36,6 +37,7 @@ from fracture_lit.results.html_page import (
     page,
     write_atomic,
 )
+from fracture_lit.results.model_card import try_write_model_card
 from fracture_lit.results.run_folder import RunFolder, load_run
 from fracture_lit.results.table import interval_cell, status_badge
 from fracture_lit.stats.catalogue import by_key, format_value, ordered_keys, subgroup_metrics
@@ -315,6 +317,10 @@ def _run_header(run: RunFolder) -> str:
         facts.append(f"wall time: {wall:.1f} s")
     if s.get("best_model_path"):
         facts.append(f"best checkpoint: {s['best_model_path']}")
+    if isinstance(s.get("starting_weights"), dict):
+        facts.append(
+            "starting weights: " + weights_line(s["starting_weights"], {}).replace("`", "")
+        )
     if job and (job.paper_id or job.paper_title):
         facts.append("paper: " + " · ".join(x for x in (job.paper_id, job.paper_title) if x))
     lines += [f'<p class="meta">{esc(f)}</p>' for f in facts]
@@ -373,11 +379,13 @@ def write_run_report(run_dir: Path | str, out: Path | str | None = None) -> Path
 
 
 def try_write_run_report(run_dir: Path | str) -> Path | None:
-    """:func:`write_run_report` at the end of a train/eval run: logs the path, and a page
-    that cannot be written is a warning, never a failed run (the results are on disk)."""
+    """:func:`write_run_report` at the end of a train/eval run, and the run's
+    ``model_card.md`` beside it: logs the paths, and a page or card that cannot be written
+    is a warning, never a failed run (the results are on disk)."""
     import logging
 
     logger = logging.getLogger("fracture_lit.report")
+    try_write_model_card(run_dir)
     try:
         path = write_run_report(run_dir)
     except Exception as error:  # noqa: BLE001 - the run is done; the page is extra
