@@ -14,12 +14,12 @@ from typing import Any
 
 from fracture_lit.localization.names import GROUPS, MODEL_METHOD, SCORE_TITLES
 
-__all__ = ["TABLE_SCORES", "Row", "block_note", "block_rows", "headline"]
+__all__ = ["TABLE_SCORES", "Row", "block_note", "block_rows", "brief_note", "headline"]
 
 #: The columns of the compact tables (the box hit at one threshold is in metrics.json).
 TABLE_SCORES: tuple[str, ...] = ("pointing", "energy", "iou", "max_box_acc")
 _METHOD_LABELS = {MODEL_METHOD: "Grad-CAM", "random": "random heatmap", "centre": "centre prior"}
-_GROUP_LABELS = {"correct": "fractures it called", "missed": "fractures it missed"}
+_GROUP_LABELS = {"correct": "called", "missed": "missed"}
 
 Interval = tuple[float | None, float | None, float | None]
 
@@ -66,6 +66,18 @@ def headline(block: Mapping[str, Any], score: str = "pointing") -> Interval:
     return _interval((everything.get(MODEL_METHOD) or {}).get(score))
 
 
+def brief_note(block: Mapping[str, Any]) -> str:
+    """The settings in one line (consoles): images, layer, tolerance, threshold."""
+    settings = block.get("settings") or {}
+    flat = f"; {block['n_flat']} flat heatmap(s)" if block.get("n_flat") else ""
+    return (
+        f"{block.get('n_images', 0)} fractured images with {block.get('n_regions', 0)} regions; "
+        f"Grad-CAM of {block.get('target_layer') or '?'}; pointing within "
+        f"{settings.get('tolerance_px', 15):g} px of a region; IoU at "
+        f"{float(settings.get('threshold', 0.15)):.0%} of the maximum{flat}."
+    )
+
+
 def block_note(block: Mapping[str, Any]) -> str:
     """How to read the table: what was scored, with which settings."""
     settings = block.get("settings") or {}
@@ -84,6 +96,8 @@ def block_note(block: Mapping[str, Any]) -> str:
         f"{SCORE_TITLES['iou']}: the heatmap above {threshold:.0%} of its maximum vs the regions",
         f"{SCORE_TITLES['max_box_acc']}: the best threshold's rate of boxes with IoU >= "
         f"{settings.get('box_min_iou', 0.5):g}",
+        "called / missed: the fractures the model called or missed at its decision "
+        f"threshold ({float(block.get('decision_threshold', 0.5)):.3f})",
         "95% bootstrap CI over images (none under 10 images)",
     ]
     if block.get("n_flat"):

@@ -70,7 +70,7 @@ def print_summary(results: dict[str, Any], title: str, console: Any | None = Non
 
     console = console or Console()
     console.print(metrics_table(results, title))
-    print_tables(localization_tables(results), console)
+    print_tables(localization_tables(results, console=True), console)
 
 
 def _rich_table(spec: Table) -> Any:

@@ -10,14 +10,14 @@ the outlined best/worst panels. A run without the block shows nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fracture_lit.layout import RunLayout
 from fracture_lit.localization.names import SCORE_TITLES
-from fracture_lit.localization.table import TABLE_SCORES, block_note, block_rows
+from fracture_lit.localization.table import TABLE_SCORES, block_note, block_rows, brief_note
 from fracture_lit.results.folders import localization_blocks
+from fracture_lit.results.html_gradcam import SPLIT_ORDER
 from fracture_lit.results.html_page import esc, html_table, image_file
 from fracture_lit.results.run_folder import RunFolder
 from fracture_lit.results.table import Table, interval_cell
@@ -28,23 +28,36 @@ _SPLIT_TITLES = {"val": "validation", "test": "test", "predict": "predicted imag
 _PANEL_TITLES = {"best": "best hits (most energy inside the regions)", "worst": "worst hits"}
 
 
-def localization_tables(summary: dict[str, Any]) -> list[Table]:
-    """One table per localized split, titled with the split and the image count."""
+def _ordered(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The blocks in split order (validation before test), whatever order the file has."""
+    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
+    blocks = localization_blocks(summary)
+    return sorted(blocks.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
+def localization_tables(summary: dict[str, Any], console: bool = False) -> list[Table]:
+    """One table per localized split, in split order. ``console``: narrower (each interval
+    under its value, no MaxBoxAcc, a one-line note)."""
+    scores = TABLE_SCORES[:3] if console else TABLE_SCORES
     tables = []
-    for split, block in localization_blocks(summary).items():
-        headers = ["heatmap", "n", *(SCORE_TITLES[s] for s in TABLE_SCORES)]
-        short = ["heatmap", "n", "pointing", "energy", "IoU", "MaxBoxAcc"]
+    for split, block in _ordered(summary):
+        headers = ["heatmap", "n", *(SCORE_TITLES[s] for s in scores)]
         rows = [
-            [row.label, str(row.n), *(interval_cell(row.values[s]) for s in TABLE_SCORES)]
-            for row in block_rows(block)
+            [row.label, str(row.n), *(_cell(row.values[s], console) for s in scores)]
+            for row in block_rows(block, scores)
         ]
         title = f"Localization, {_SPLIT_TITLES.get(split, split)} (95% bootstrap CI)"
-        right = set(range(1, len(headers)))
-        tables.append(Table(title, headers, rows, right, short, block_note(block)))
+        note = brief_note(block) if console else block_note(block)
+        tables.append(Table(title, headers, rows, set(range(1, len(headers))), [], note))
     return tables
 
 
-def _panels(folder: Path, split: str, block: Mapping[str, Any]) -> str:
+def _cell(value: tuple[float | None, float | None, float | None], stacked: bool) -> str:
+    text = interval_cell(value)
+    return text.replace(" [", "\n[") if stacked else text
+
+
+def _panels(folder: Path, split: str, block: dict[str, Any]) -> str:
     review = RunLayout(folder).review.folder
     parts = []
     for kind, title in _PANEL_TITLES.items():
@@ -77,8 +90,7 @@ def localization_section(run: RunFolder, heading: str = "h2", full: bool = True)
         "heatmaps that know nothing about the image (random, centre prior) on the same "
         "images. The regions are outlined in green on the panels.</p>"
     )
-    blocks = localization_blocks(run.summary)
-    for (split, block), table in zip(blocks.items(), tables, strict=True):
+    for (split, block), table in zip(_ordered(run.summary), tables, strict=True):
         parts.append(f"<h3>{esc(table.title)}</h3>")
         parts.append(html_table(table.headers, table.rows, table.right))
         parts.append(f'<p class="meta">{esc(table.note)}</p>')
