@@ -43,9 +43,9 @@ def log_localization(
         payload[f"{split}/localization_panels"] = panels
     experiment.log(payload)
     summary = {
-        f"{split}/localization/{score}": value
+        f"{split}/localization_{score}": value
         for score in ("pointing", "energy", "iou")
         if (value := headline(block, score)[0]) is not None
     }
-    summary[f"{split}/localization/n_images"] = int(block.get("n_images") or 0)
+    summary[f"{split}/localization_n_images"] = int(block.get("n_images") or 0)
     experiment.summary.update(summary)
