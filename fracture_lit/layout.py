@@ -16,7 +16,8 @@ Lightning and the callbacks write into: ``checkpoints``, ``csv``, ``review``,
       csv/metrics.csv
       review/                       ReviewLayout
         <split>/{predictions.csv,misclassified.csv,subgroups.json,
-                 confusion.png,roc.png,pr.png,reliability.png}
+                 confusion.png,roc.png,pr.png,reliability.png,
+                 localization.npz,localization/{best,worst}_NN.png}
         gradcam/{<split>_<kind>_NN.png,index.csv}
       report.html  model_card.md  <job>.log  *.err  wandb/
       .resume/{overrides.json,hydra/,owner.lock,slurm_start.json}   .attempts/<n>/
@@ -59,6 +60,11 @@ class ReviewLayout:
     RELIABILITY = "reliability.png"
     GRADCAM = "gradcam"
     GRADCAM_INDEX = "index.csv"
+    #: Localization against annotated regions (``data.regions``): heatmaps and per-image
+    #: scores, best/worst panels, and predict's block (train/eval keep it in metrics.json).
+    LOCALIZATION = "localization.npz"
+    LOCALIZATION_PANELS = "localization"
+    LOCALIZATION_BLOCK = "localization.json"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "folder", Path(self.folder))
@@ -87,6 +93,17 @@ class ReviewLayout:
 
     def reliability(self, split: str) -> Path:
         return self.split(split) / self.RELIABILITY
+
+    def localization(self, split: str) -> Path:
+        """``<split>/localization.npz``: what the localization scores are recomputed from."""
+        return self.split(split) / self.LOCALIZATION
+
+    def localization_panel(self, split: str, kind: str, number: int) -> Path:
+        """``<split>/localization/<kind>_NN.png`` (kind: ``best`` or ``worst``)."""
+        return self.split(split) / self.LOCALIZATION_PANELS / f"{kind}_{number:02d}.png"
+
+    def localization_block(self, split: str) -> Path:
+        return self.split(split) / self.LOCALIZATION_BLOCK
 
     def split_folders(self) -> list[Path]:
         """The reviewed splits' folders present (unordered; the Grad-CAM folder excluded)."""

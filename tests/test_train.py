@@ -41,6 +41,9 @@ def test_run_writes_the_run_folder(tiny_cfg, tmp_path: Path) -> None:
     assert low <= summary["test"]["ci95"]["auroc"][0] <= high
     manifest = list(csv.DictReader((out / "split_manifest.csv").open()))
     assert {r["split"] for r in manifest} == {"train", "val", "test"}
+    # No regions (the synthetic default): no localization computed, stored or shown.
+    assert "localization" not in summary and not list(out.glob("review/*/localization*"))
+    assert "Localization" not in (out / "report.html").read_text()
 
 
 def test_checkpoint_loads_with_weights_only(tiny_cfg, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fracture_lit.evaluation.subgroups import MIN_SUBGROUP_FOR_CI
 from fracture_lit.layout import RunLayout
 from fracture_lit.results.card_lines import (
     bullet,
@@ -26,6 +25,7 @@ from fracture_lit.results.card_lines import (
     plain,
 )
 from fracture_lit.results.folders import read_csv, read_json, read_yaml
+from fracture_lit.stats import MIN_IMAGES_FOR_CI
 from fracture_lit.stats.catalogue import by_key, subgroup_metrics
 from fracture_lit.stats.splits import SPLITS
 
@@ -303,7 +303,7 @@ def subgroup_section(ctx: CardContext) -> list[str]:
     if not blocks:
         return [*lines, "No subgroup attribute (source, region, view) was recorded."]
     lines.append(
-        f"95% intervals from {MIN_SUBGROUP_FOR_CI} images up; sensitivity needs a positive "
+        f"95% intervals from {MIN_IMAGES_FOR_CI} images up; sensitivity needs a positive "
         "image and specificity a negative one."
     )
     keys = [m.key for m in subgroup_metrics()]

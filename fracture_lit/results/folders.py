@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.errors import UserError
-from fracture_lit.evaluation.subgroups import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
+from fracture_lit.evaluation.subgroups import SUBGROUP_ATTRIBUTES
 from fracture_lit.layout import RunLayout, SweepLayout
 from fracture_lit.results.job_errors import crash_hint, error_text
 from fracture_lit.results.papers import float_or_none, job_paper
@@ -30,7 +30,6 @@ from fracture_lit.utils.job_lock import RUNNING, folder_owner
 from fracture_lit.utils.slurm_jobs import job_states_for_report
 
 __all__ = [
-    "MIN_SUBGROUP_FOR_CI",
     "NO_METRICS_ERROR",
     "SUBGROUP_ATTRIBUTES",
     "Interval",
@@ -42,6 +41,7 @@ __all__ = [
     "is_run_folder",
     "load_job",
     "load_jobs",
+    "localization_blocks",
     "read_csv",
     "read_json",
     "read_metrics",
@@ -214,6 +214,8 @@ class JobResult:
     classes: list[str] = field(default_factory=list)
     #: Bytes the job's folder uses on disk (hard links once).
     disk_bytes: int | None = None
+    #: split -> localization block (Grad-CAM vs annotated regions; metrics.json).
+    localization: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def repeat_key(self, kind: str) -> tuple[str, ...]:
         """The overrides without the ``kind`` (``seed``/``fold``) override."""
@@ -236,6 +238,14 @@ class JobResult:
 
     def point(self, stage: str, key: str) -> float | None:
         return self.metrics.get(stage, {}).get(key, (None, None, None))[0]
+
+
+def localization_blocks(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """split -> localization block of a ``metrics.json`` (``{}`` without localization)."""
+    found = summary.get("localization")
+    if not isinstance(found, dict):
+        return {}
+    return {str(s): b for s, b in found.items() if isinstance(b, dict)}
 
 
 def load_job(job_dir: Path) -> JobResult:
@@ -295,6 +305,7 @@ def load_job(job_dir: Path) -> JobResult:
         paper_title=paper.title,
         classes=[str(c) for c in classes] if isinstance(classes, list) else [],
         disk_bytes=folder_bytes(job_dir),
+        localization=localization_blocks(summary),
     )
 
 

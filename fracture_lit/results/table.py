@@ -15,8 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fracture_lit.results.folders import REPEAT_OVERRIDES, Interval, JobResult
+from fracture_lit.results.folders import REPEAT_OVERRIDES, JobResult
+from fracture_lit.results.localization_columns import (
+    localization_note,
+    localization_values,
+    localization_vs_best_values,
+)
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
+from fracture_lit.stats.catalogue import format_interval as interval_cell
 from fracture_lit.stats.catalogue import format_value, sweep_metrics
 from fracture_lit.stats.splits import STAGES
 from fracture_lit.utils.disk_budget import human
@@ -89,7 +95,12 @@ class JobColumn:
 #: Extra per-job columns, after the metric columns, in this order.
 JOB_COLUMNS: tuple[JobColumn, ...] = (
     JobColumn("vs_best", "vs best", "vs best", vs_best_values, note=vs_best_note),
-)
+    # Grad-CAM vs annotated regions (data.regions): shown when a job has them.
+    JobColumn("localization", "localization (pointing game)", "pointing", localization_values,
+              note=localization_note),
+    JobColumn("localization_vs_best", "localization vs best", "pointing vs best",
+              localization_vs_best_values),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- repeats
@@ -175,18 +186,6 @@ def shared_overrides(jobs: Sequence[JobResult]) -> list[str]:
 def own_overrides(overrides: Sequence[str], shared: Sequence[str]) -> str:
     own = [o for o in overrides if o not in shared]
     return " ".join(own) if own else "(shared only)"
-
-
-def interval_cell(value: Interval | None, digits: int = 3) -> str:
-    """``0.812 [0.750, 0.870]``; the point alone without an interval; ``-`` without both."""
-    if not value or value[0] is None:
-        return "-"
-    point, low, high = value
-    if low is None or high is None:
-        return format_value(point, digits)
-    return (
-        f"{format_value(point, digits)} [{format_value(low, digits)}, {format_value(high, digits)}]"
-    )
 
 
 def paper_cell(value: float | None) -> str:

@@ -29,6 +29,7 @@ from fracture_lit.callbacks.resume import (
     stop_for_requeue,
     trainer_plugins,
 )
+from fracture_lit.callbacks.review import ReviewCallback
 from fracture_lit.layout import RunLayout
 from fracture_lit.models.weights import normalise_weights_config, resolve_weights, weights_record
 from fracture_lit.results.console import print_summary
@@ -164,6 +165,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             results["test"] = model.epoch_summary.get("test", {})
         else:
             log.info("The data has no test split; skipping test.")
+    for callback in trainer.callbacks:  # the review's Grad-CAM vs data.regions, if any
+        if isinstance(callback, ReviewCallback) and callback.localized:
+            results["localization"] = dict(callback.localized)
     return results
 
 
