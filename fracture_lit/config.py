@@ -50,15 +50,28 @@ def _run_id() -> str:
 COLOUR_PREPROCESSING = frozenset({"jet"})
 
 
-def input_channels(pretrained: Any, pretrained_file: Any, preprocess: Any = None) -> int:
-    """Channels the backbone's first layer takes: 3 where ImageNet weights or a colour
-    preprocessing need them, else 1 (a greyscale radiograph repeated 3 times costs a
+def starts_pretrained(weights: Any, pretrained: Any = None, pretrained_file: Any = None) -> bool:
+    """Whether ``model.weights`` (or its deprecated ``pretrained``/``pretrained_file``) asks
+    for trained starting weights: ``imagenet`` or a file, anything but none/null/false."""
+    if pretrained_file not in (None, ""):
+        return True
+    if pretrained is not None:
+        return bool(pretrained)
+    return weights not in (None, False, "") and str(weights).strip().lower() not in (
+        "none",
+        "null",
+    )
+
+
+def input_channels(
+    weights: Any, pretrained: Any = None, pretrained_file: Any = None, preprocess: Any = None
+) -> int:
+    """Channels the backbone's first layer takes: 3 where ImageNet weights, a weights file or
+    a colour preprocessing need them, else 1 (a greyscale radiograph repeated 3 times costs a
     3-channel first convolution and carries no more information)."""
     steps = [preprocess] if isinstance(preprocess, str) else list(preprocess or [])
-    needs_colour = (
-        bool(pretrained)
-        or bool(pretrained_file)
-        or any(str(step) in COLOUR_PREPROCESSING for step in steps)
+    needs_colour = starts_pretrained(weights, pretrained, pretrained_file) or any(
+        str(step) in COLOUR_PREPROCESSING for step in steps
     )
     return 3 if needs_colour else 1
 
@@ -73,6 +86,14 @@ def source_names(sources: Any) -> str:
     return ",".join(str(name) for name in names)
 
 
+def group_options(group: str) -> tuple[str, ...]:
+    """The options of a config group (``conf/<group>/*.yaml``, ``_``-prefixed partials
+    excluded): the one list of, e.g., the finders ``python -m fracture_lit.tune`` runs."""
+    return tuple(
+        sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    )
+
+
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers the config tree uses (idempotent)."""
     if not OmegaConf.has_resolver("run_id"):
@@ -82,7 +103,7 @@ def register_resolvers() -> None:
         # set its runtime config (sweep folders are resolved that early).
         OmegaConf.register_new_resolver("cwd", os.getcwd)
     if not OmegaConf.has_resolver("input_channels"):
-        # model.in_chans: 1 for greyscale from scratch, 3 for pretrained weights or jet.
+        # model.in_chans: 1 for greyscale from scratch, 3 for imagenet/a file or jet.
         OmegaConf.register_new_resolver("input_channels", input_channels)
     if not OmegaConf.has_resolver("source_names"):
         OmegaConf.register_new_resolver("source_names", source_names)

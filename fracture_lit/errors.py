@@ -33,6 +33,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.config import CONFIG_DIR, register_resolvers
+
 __all__ = [
     "ConfigError",
     "OutputNotWritableError",
@@ -250,9 +252,7 @@ def _first_values(args: Sequence[str]) -> list[str] | None:
 
 def _composition_error(config_name: str, overrides: list[str], error: Exception) -> str:
     """One line for a failed composition, with the nearest valid key or option."""
-    from hydra import compose, initialize_config_dir
-
-    from fracture_lit.config import CONFIG_DIR
+    from hydra import compose, initialize_config_dir  # Hydra loads only for a failed command line
 
     text = str(error)
     cause = error.__cause__
@@ -301,11 +301,10 @@ def check_command_line(config_name: str, argv: Sequence[str] | None = None) -> N
     overrides = _first_values([a for a in args if not a.startswith("-")])
     if overrides is None:
         return
+    # Hydra loads here, not when errors.py is imported: every module imports this one.
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
-
-    from fracture_lit.config import CONFIG_DIR, register_resolvers
 
     register_resolvers()
     try:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from fracture_lit.config import CONFIG_DIR, register_resolvers
+from fracture_lit.config import CONFIG_DIR, group_options, register_resolvers
 from fracture_lit.errors import EXIT_USER_ERROR, check_command_line, clean_exit
 
 USAGE = "usage: python -m fracture_lit.tune {lr,batch_size} [overrides...]"
@@ -30,10 +32,10 @@ def _is_multirun(args: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fracture_lit.tasks.tuning import FINDERS
-
+    # The finders are conf/tune's options: usage and typos answer before torch loads.
+    finders = group_options("tune")
     args = sys.argv[1:] if argv is None else list(argv)
-    if not args or args[0] in ("-h", "--help") or args[0] not in FINDERS:
+    if not args or args[0] in ("-h", "--help") or args[0] not in finders:
         print(USAGE, file=sys.stderr if args and args[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if args and args[0] in ("-h", "--help") else 2)
     finder, overrides = args[0], args[1:]
@@ -53,9 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
     def tune(cfg: DictConfig) -> None:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
+        # Imported once the command line is checked: the task loads torch.
         from fracture_lit.tasks.tuning import FinderRefused, run_finder
 
         with clean_exit(also=(FinderRefused,)):

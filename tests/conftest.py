@@ -38,7 +38,7 @@ TINY = [
     *QUICK_TRAINER,
 ]
 # The same for the real dataset samples: a small from-scratch ResNet-18.
-REAL_SMALL = ["model=resnet18", "model.pretrained=false", *QUICK_TRAINER]
+REAL_SMALL = ["model=resnet18", "model.weights=none", *QUICK_TRAINER]
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ MODEL_INPUT = {"inception_v3": 96, "basic_cnn_52m": 64, "small_cnn_128": 64}
 def test_every_model_config_takes_one_optimisation_step(option: str, tmp_path: Path) -> None:
     size = MODEL_INPUT.get(option, 64)
     cfg = compose_train(
-        [f"model={option}", "model.pretrained=false", f"data.image_size={size}"], tmp_path
+        [f"model={option}", "model.weights=none", f"data.image_size={size}"], tmp_path
     )
     with open_dict(cfg):
         cfg.model.compile = False

@@ -89,7 +89,7 @@ def test_forward_shapes(name: str, in_chans: int, num_classes: int) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_pretrained_raises_clear_error(name: str) -> None:
-    with pytest.raises(ValueError, match=r"no pretrained weights.*model\.pretrained=false"):
+    with pytest.raises(ValueError, match=r"no pretrained weights.*model\.weights=none"):
         timm.create_model(name, pretrained=True, num_classes=2)
 
 

@@ -32,7 +32,8 @@ def test_pretrained_without_network_fails_fast_with_the_way_out(monkeypatch) -> 
         create_backbone("resnet18", num_classes=2, pretrained=True)
     assert time.monotonic() - started < 15
     message = str(info.value)
-    assert "model.pretrained=false" in message and "model.pretrained_file=" in message
+    assert "model.weights=none" in message and "model.weights=/path/to/" in message
+    assert "\n" not in message  # one line: what failed and the fix (a local file)
 
 
 def test_model_without_published_weights_says_so() -> None:

@@ -60,17 +60,23 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pretrained", "pretrained_file", "preprocess", "expected"),
-    [(False, None, None, 1), (True, None, None, 3), (False, "w.pth", None, 3),
-     (False, None, "clahe", 1), (False, None, "jet", 3), (False, None, ["clahe", "jet"], 3)],
+    ("weights", "pretrained", "pretrained_file", "preprocess", "expected"),
+    [("none", False, None, None, 1), ("none", True, None, None, 3),
+     ("none", False, "w.pth", None, 3), ("none", False, None, "clahe", 1),
+     ("none", False, None, "jet", 3), ("none", False, None, ["clahe", "jet"], 3),
+     ("none", None, None, None, 1), ("imagenet", None, None, None, 3),
+     ("/w/resnet18.pth", None, None, None, 3), (None, None, None, None, 1),
+     ("imagenet", False, None, None, 1)],
 )  # fmt: skip
-def test_input_channels_rule(pretrained, pretrained_file, preprocess, expected) -> None:
-    assert input_channels(pretrained, pretrained_file, preprocess) == expected
+def test_input_channels_rule(weights, pretrained, pretrained_file, preprocess, expected) -> None:
+    # model.weights, then the deprecated pretrained/pretrained_file (which win when set).
+    assert input_channels(weights, pretrained, pretrained_file, preprocess) == expected
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
-    [([], 1), (["model.pretrained=true"], 3), (["data.preprocess=jet"], 3),
+    [([], 1), (["model.pretrained=true"], 3), (["model.weights=imagenet"], 3),
+     (["data.preprocess=jet"], 3),
      (["model.in_chans=3"], 3), (["data=fracatlas"], 1)],
 )  # fmt: skip
 def test_composed_config_feeds_greyscale_from_scratch_as_one_channel(

@@ -55,6 +55,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> P
     assert results["status"] == "done"
     assert (out / "review" / "gradcam" / "index.csv").is_file()  # the review callback ran
     assert (out / "report.html").is_file()  # train writes the run's page itself
+    assert (out / "model_card.md").is_file()  # and its model card beside it
     return out
 
 

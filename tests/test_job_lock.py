@@ -4,7 +4,6 @@ file; two `fracture_lit.resume` of one killed sweep train each job once."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import socket
@@ -178,27 +177,32 @@ def test_slurm_requeue_takes_over_its_earlier_run_on_another_node(
         _stop(other)
 
 
-def _save_many(path: str, value: float, rounds: int) -> None:
-    from fracture_lit.callbacks.resume import AtomicCheckpointIO
-
-    io = AtomicCheckpointIO()
-    for _ in range(rounds):
-        io.save_checkpoint({"w": torch.full((256, 256), value)}, path)
+_SAVE_MANY = """
+import sys, torch
+from fracture_lit.callbacks.resume import AtomicCheckpointIO
+io = AtomicCheckpointIO()
+for _ in range(int(sys.argv[3])):
+    io.save_checkpoint({"w": torch.full((256, 256), float(sys.argv[2]))}, sys.argv[1])
+"""
 
 
 def test_two_writers_of_one_checkpoint_never_share_a_temporary_file(tmp_path: Path) -> None:
     """The race of the issue (two resumers writing last.ckpt): both writers succeed, the
-    file is always one of them, whole, and no temporary file is left."""
-    import fracture_lit.callbacks.resume  # noqa: F401 - once here, not in each forked writer
-
+    file is always one of them, whole, and no temporary file is left. The writers are fresh
+    interpreters: a fork of this torch-initialised process can hang in its thread pools."""
     target = tmp_path / "checkpoints" / "last.ckpt"
-    context = multiprocessing.get_context("fork")
-    writers = [context.Process(target=_save_many, args=(str(target), float(v), 15)) for v in (1, 2)]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(120)
-    assert [w.exitcode for w in writers] == [0, 0]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _SAVE_MANY, str(target), str(v), "15"])
+        for v in (1, 2)
+    ]
+    try:
+        codes = [w.wait(timeout=120) for w in writers]
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    assert codes == [0, 0]
     w = torch.load(target, weights_only=True)["w"]
     assert torch.equal(w, torch.full_like(w, w[0, 0].item())) and w[0, 0].item() in (1.0, 2.0)
     assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]

@@ -8,11 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from fracture_lit.localization.paired import (
-    NotSameImagesError,
-    paired_difference,
-    sign_flip_p,
-)
+from fracture_lit.localization.paired import paired_difference
+from fracture_lit.stats.paired import NotPairedError, sign_flip_p
 
 
 def _scores(values: np.ndarray, prefix: str = "img") -> dict[str, float]:
@@ -53,9 +50,9 @@ def test_images_are_aligned_by_identifier_not_position() -> None:
 def test_different_images_are_refused_saying_how() -> None:
     job = _scores(np.ones(5))
     reference = {**_scores(np.ones(4)), "other.jpg": 1.0}
-    with pytest.raises(NotSameImagesError, match=r"1 only in the job, 1 only in the reference"):
+    with pytest.raises(NotPairedError, match=r"1 only in the job, 1 only in the reference"):
         paired_difference(job, reference)
-    with pytest.raises(NotSameImagesError, match="no images"):
+    with pytest.raises(NotPairedError, match="no images"):
         paired_difference({}, {})
 
 

@@ -17,7 +17,8 @@ from fracture_lit.localization.scores import (
     ScoreSettings,
     score_heatmap,
 )
-from fracture_lit.localization.scoring import MIN_IMAGES_FOR_CI, MethodScores, summarize
+from fracture_lit.localization.scoring import MethodScores, summarize
+from fracture_lit.stats import MIN_IMAGES_FOR_CI
 
 # A 400 x 200 image resized to 100 x 100: x shrinks 4x, y 2x.
 GEOMETRY = InputGeometry.of_image(400, 200, 100, "resize")

@@ -55,7 +55,7 @@ def test_pipeline_cli_trains_stage2_on_the_images_stage1_passed(
         f"paths.cache_dir={tmp_path / 'cache'}",  # nothing written next to the samples
         # Small and quick; both presets' recipes know efficientnet_b0 (frozen backbone).
         "model=efficientnet_b0",
-        "model.pretrained=false",
+        "model.weights=none",
         "model.n_bootstrap=20",
         "data.image_size=64",
         "trainer.max_epochs=1",

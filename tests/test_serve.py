@@ -152,8 +152,15 @@ def test_model_card_reads_the_run_folder(predictor: Predictor, trained: dict):
     assert "Synthetic" in card and "`intact`, `fractured`" in card
     assert f"> {predictor.threshold:.3f}" in card and "validation split" in card
     assert "not a diagnostic device" in DISCLAIMER
+    # Below the summary, the run's model_card.md: the same text, links reduced to text.
+    full = ModelCard.build(predictor, [(run_dir, load_job(run_dir))]).text
+    point, low, high = trained["test"]["ci95"]["auroc"]
+    assert full.startswith("# Model card: ") and "## Limitations" in full
+    assert f"AUROC: {point:.4f} [{low:.4f}, {high:.4f}] (`test.ci95.auroc`)" in full
+    assert "](" not in full
     # A checkpoint copied out of its run folder: the page says what it does not know.
     assert "unknown" in ModelCard.build(predictor, [(None, None)]).metrics
+    assert "No model card" in ModelCard.build(predictor, [(None, None)]).text
 
 
 def test_an_ensemble_averages_its_members_and_rechooses_the_threshold(
@@ -347,6 +354,11 @@ def test_page_classifies_uploads_like_predict(
             playwright.expect(body).to_contain_text(
                 f"AUROC {trained['test']['metrics']['test/auroc']:.3f}"
             )
+            # The run's model card, as the run wrote it: a heading and a figure.
+            card = page.locator("#fl-card-text")
+            playwright.expect(card.locator("h1")).to_contain_text("Model card: ")
+            point, low, high = trained["test"]["ci95"]["auroc"]
+            playwright.expect(card).to_contain_text(f"AUROC: {point:.4f} [{low:.4f}, {high:.4f}]")
             page.locator("#fl-upload input[type=file]").set_input_files(
                 [str(jpeg), str(dicom), str(corrupt), str(text)]
             )

@@ -19,6 +19,7 @@ def test_run_writes_the_run_folder(tiny_cfg, tmp_path: Path) -> None:
     assert results["status"] == "done"
     out = tmp_path
     assert (out / "config.yaml").is_file()
+    assert (out / "model_card.md").is_file() and (out / "report.html").is_file()
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and any(n.startswith("epoch_") for n in ckpts)
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
@@ -40,6 +41,9 @@ def test_run_writes_the_run_folder(tiny_cfg, tmp_path: Path) -> None:
     assert low <= summary["test"]["ci95"]["auroc"][0] <= high
     manifest = list(csv.DictReader((out / "split_manifest.csv").open()))
     assert {r["split"] for r in manifest} == {"train", "val", "test"}
+    # No regions (the synthetic default): no localization computed, stored or shown.
+    assert "localization" not in summary and not list(out.glob("review/*/localization*"))
+    assert "Localization" not in (out / "report.html").read_text()
 
 
 def test_checkpoint_loads_with_weights_only(tiny_cfg, tmp_path: Path) -> None:

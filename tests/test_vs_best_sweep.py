@@ -33,7 +33,7 @@ def sweep(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "fracture_lit.train",
             "-m",
             f"model={','.join(BACKBONES)}",
-            "model.pretrained=false",
+            "model.weights=none",
             "data=fracatlas",
             f"data.root={root}",
             f"data.cache_dir={tmp / 'cache'}",

@@ -5,14 +5,18 @@ callback runs right then (not every epoch), on rank 0 only, with the weights tha
 reported. It writes ``<run folder>/review/`` (see :mod:`fracture_lit.review.artifacts`), the
 split's per-subgroup scores (``review/<split>/subgroups.json``: region, view, hardware) and,
 when the run logs to W&B, the same confusion matrix, ROC/PR curves, Grad-CAM gallery and
-misclassified-image table into the W&B run.
+misclassified-image table into the W&B run. With annotated regions (``data.regions``;
+``localization.*``) it also scores where Grad-CAM looks on both splits
+(:mod:`fracture_lit.localization`): :attr:`ReviewCallback.localized` holds the blocks
+``train`` records in ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -26,6 +30,8 @@ from fracture_lit.evaluation.subgroups import SUBGROUP_ATTRIBUTES
 from fracture_lit.inference.pipeline import InputPipeline
 from fracture_lit.inference.split import predict_split
 from fracture_lit.layout import ReviewLayout
+from fracture_lit.localization.outputs import LocalizationRun
+from fracture_lit.localization.wandb_log import log_localization
 from fracture_lit.results.folders import write_json
 from fracture_lit.review.artifacts import ReviewFiles, write_review
 from fracture_lit.review.wandb_log import log_review
@@ -46,6 +52,7 @@ class ReviewCallback(Callback):
         target_layer: str | None = None,
         log_to_wandb: bool = True,
         batch_size: int = 64,
+        localization: Mapping[str, Any] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.splits = tuple(splits)
@@ -53,6 +60,9 @@ class ReviewCallback(Callback):
         self.gradcam, self.target_layer = gradcam, target_layer
         self.log_to_wandb, self.batch_size = log_to_wandb, int(batch_size)
         self.written: dict[str, object] = {}
+        self.localization = (
+            LocalizationRun(localization, target_layer=target_layer) if localization else None
+        )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Only the evaluation of the chosen checkpoint, not every epoch of fitting.
@@ -91,24 +101,55 @@ class ReviewCallback(Callback):
                 batch_size=self.batch_size,
                 temperature=float(pl_module.temperature),
             )
+            pipeline = InputPipeline(
+                InputSettings.from_datamodule(
+                    datamodule, pl_module.class_names, float(pl_module.decision_threshold)
+                )
+            )
             files = write_review(
                 pred,
                 self.output_dir,
                 net=pl_module.net if self.gradcam else None,
-                pipeline=InputPipeline(
-                    InputSettings.from_datamodule(
-                        datamodule, pl_module.class_names, float(pl_module.decision_threshold)
-                    )
-                ),
+                pipeline=pipeline,
                 n_fixed=self.n_fixed,
                 n_worst=self.n_worst,
                 target_layer=self.target_layer,
             )
+            self._localize(trainer, pl_module, pred, pipeline)
         self.written[split] = files
         self._write_subgroups(pred, pl_module, datamodule)
         log.info("Review of %s written to %s", split, self.output_dir)
         if self.log_to_wandb:
             self._log_wandb(trainer, pred, files)
+
+    @property
+    def localized(self) -> dict[str, dict[str, Any]]:
+        """split -> localization block (empty without regions)."""
+        return self.localization.blocks if self.localization else {}
+
+    def _localize(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        pred: SplitPredictions,
+        pipeline: Any,
+    ) -> None:
+        """Grad-CAM scored against the regions; a failure is a warning, as for the review."""
+        if self.localization is None:
+            return
+        try:
+            regions = self.localization.datamodule_regions(trainer.datamodule)
+            if regions is None:
+                return
+            block = self.localization.score(
+                pl_module.net, pred, regions, self.output_dir, pipeline, trainer.datamodule
+            )
+        except Exception:  # noqa: BLE001 - extra, like the review: the metrics must go on
+            log.warning("The localization of %s failed:", pred.split, exc_info=True)
+            return
+        for logger in trainer.loggers if self.log_to_wandb else ():
+            if isinstance(logger, WandbLogger):
+                log_localization(logger.experiment, pred.split, block, self.output_dir)
 
     def _write_subgroups(
         self, pred: SplitPredictions, pl_module: L.LightningModule, datamodule: object

@@ -107,6 +107,7 @@ class FractureDataModule(L.LightningDataModule):
         max_image_pixels: int | None = DEFAULT_MAX_PIXELS,
         subset_file: str | Path | None = None,
         sample_seed: int | None = None,
+        regions: str | Path | None = None,
     ) -> None:
         super().__init__()
         if int(batch_size) < 1:  # never silently a batch of 1 (see per_device)
@@ -147,6 +148,9 @@ class FractureDataModule(L.LightningDataModule):
         self.manifest_out = Path(manifest_out) if manifest_out else None
         self.decode_workers, self.max_bad_fraction = decode_workers, max_bad_fraction
         self.max_image_pixels = max_image_pixels
+        # data.regions: a COCO file of fracture regions, auto or None; only the
+        # localization scores read it (fracture_lit.localization.config).
+        self.regions = regions
         # Training order and augmentation derive from (sample_seed, epoch, index); without
         # a seed one is drawn now and kept in checkpoints, so a resume still continues it.
         self.sample_seed = (

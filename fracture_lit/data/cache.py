@@ -49,6 +49,7 @@ from fracture_lit.data.cache_check import (
     seal,
     verify,
 )
+from fracture_lit.data.grouping import _truncated_images_allowed
 from fracture_lit.data.image_limits import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
@@ -149,8 +150,6 @@ def _decode_truncated(path: str, size: int) -> np.ndarray | None:
     PIL only decodes them with its process-wide LOAD_TRUNCATED_IMAGES switch, which the
     grouping module already flips under a lock for just the duration of one decode.
     """
-    from fracture_lit.data.grouping import _truncated_images_allowed
-
     try:
         with _truncated_images_allowed(), Image.open(path) as im:
             im.draft("L", (size, size))  # JPEG scale reduction, like the OpenCV path

@@ -17,8 +17,9 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from fracture_lit.evaluation.predictions import SplitPredictions
-from fracture_lit.evaluation.subgroups import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES, split_by
+from fracture_lit.evaluation.subgroups import SUBGROUP_ATTRIBUTES, split_by
 from fracture_lit.metrics import binary_metrics_at_threshold, build_metrics
+from fracture_lit.stats import MIN_IMAGES_FOR_CI
 from fracture_lit.stats.bootstrap import bootstrap_cis
 from fracture_lit.stats.calibration import calibration_cis, calibration_metrics
 
@@ -153,7 +154,7 @@ def score_subgroups(
     """
     out: dict[str, dict[str, Any]] = {}
     for value, sub in split_by(pred, key).items():
-        boots = n_bootstrap if len(sub.labels) >= MIN_SUBGROUP_FOR_CI else 0
+        boots = n_bootstrap if len(sub.labels) >= MIN_IMAGES_FOR_CI else 0
         scored = score(sub, prefix=key, n_bootstrap=boots)
         scored["n_positive"] = int((sub.labels == 1).sum()) if sub.binary else None
         scored["metrics"] = {

@@ -1,6 +1,6 @@
 """The image attributes a run is scored by, and how a prediction set splits by them.
 
-No torch: the reports read :data:`MIN_SUBGROUP_FOR_CI` to explain their tables.
+No torch: the reports import it to explain their tables.
 """
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from collections import defaultdict
 
 from fracture_lit.evaluation.predictions import SplitPredictions
 
-__all__ = ["MIN_SUBGROUP_FOR_CI", "SUBGROUP_ATTRIBUTES", "split_by"]
+__all__ = ["SUBGROUP_ATTRIBUTES", "split_by"]
 
 #: Image attributes a run is scored by, where the data records them (FracAtlas has region,
 #: view and hardware; a merged dataset's images their source). The default where no
 #: dataset names its own (an evaluation).
 SUBGROUP_ATTRIBUTES: tuple[str, ...] = ("source", "region", "view", "hardware")
-#: Subgroups smaller than this get point estimates only: intervals on a handful are noise.
-MIN_SUBGROUP_FOR_CI = 10
 
 
 def split_by(pred: SplitPredictions, key: str) -> dict[str, SplitPredictions]:

@@ -15,10 +15,10 @@ import zlib
 
 import numpy as np
 
+from fracture_lit.localization.names import BASELINES
+
 __all__ = ["BASELINES", "centre_prior", "random_heatmaps"]
 
-#: The baselines every localization table shows next to the model (report order).
-BASELINES: tuple[str, ...] = ("random", "centre")
 CENTRE_SIGMA = 0.25  # of the input side
 
 

@@ -19,7 +19,6 @@ import numpy as np
 
 __all__ = [
     "HEATMAP_DTYPE",
-    "heatmaps_file_name",
     "load_heatmaps",
     "load_per_image",
     "save_heatmaps",
@@ -27,11 +26,6 @@ __all__ = [
 
 HEATMAP_DTYPE = np.float16
 _SCORES = "scores_"
-
-
-def heatmaps_file_name(split: str) -> str:
-    """The heatmaps file of a split in a run's review folder (to move to fracture_lit.layout)."""
-    return f"localization_{split}.npz"
 
 
 def save_heatmaps(

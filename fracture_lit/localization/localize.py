@@ -27,8 +27,9 @@ import numpy as np
 from torch import nn
 
 from fracture_lit.errors import ConfigError
-from fracture_lit.localization.baselines import BASELINES, centre_prior, random_heatmaps
-from fracture_lit.localization.files import heatmaps_file_name, save_heatmaps
+from fracture_lit.layout import ReviewLayout
+from fracture_lit.localization.baselines import centre_prior, random_heatmaps
+from fracture_lit.localization.files import save_heatmaps
 from fracture_lit.localization.geometry import InputGeometry
 from fracture_lit.localization.heatmaps import (
     BatchSource,
@@ -36,10 +37,9 @@ from fracture_lit.localization.heatmaps import (
     datamodule_batches,
     pipeline_batches,
 )
+from fracture_lit.localization.names import IMAGE_SCORES, METHODS, MODEL_METHOD, THRESHOLD_SWEEP
 from fracture_lit.localization.regions import ImageRegions
 from fracture_lit.localization.scores import (
-    IMAGE_SCORES,
-    THRESHOLD_SWEEP,
     ImageTarget,
     ScoreSettings,
     is_flat,
@@ -58,9 +58,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-MODEL_METHOD = "gradcam"
-#: The heatmap methods of every table: the model's, then the baselines.
-METHODS: tuple[str, ...] = (MODEL_METHOD, *BASELINES)
 
 
 class Predictions(Protocol):
@@ -163,12 +160,12 @@ class SplitLocalization:
             int(i) for i in np.argsort(-self.methods[MODEL_METHOD].column(score), kind="stable")
         ]
 
-    def save_heatmaps(self, folder: str | Path) -> Path:
-        """``<folder>/localization_<split>.npz``: heatmaps, per-image scores of every
-        method and what recomputing the scores needs (see :mod:`.files`)."""
+    def save_heatmaps(self, review_folder: str | Path) -> Path:
+        """The review folder's ``<split>/localization.npz``: heatmaps, per-image scores of
+        every method and what recomputing the scores needs (see :mod:`.files`)."""
         meta = {**self.info, "correct": self.correct.astype(int).tolist()}
         return save_heatmaps(
-            Path(folder) / heatmaps_file_name(self.split),
+            ReviewLayout(Path(review_folder)).localization(self.split),
             self.ids,
             self.heatmaps,
             meta,

@@ -6,77 +6,36 @@ difference of their mean scores, with a paired percentile-bootstrap 95% interval
 resample of the images serves both jobs, the project's bootstrap) and the p-value of a
 paired sign-flip permutation test (for 0/1 scores such as the pointing game this is
 McNemar's exact test, Monte-Carlo). Images are aligned by identifier, never by position;
-jobs not scored on the same images are refused, saying how they differ.
+jobs not scored on the same images are refused (:class:`~fracture_lit.stats.paired.
+NotPairedError`), saying how they differ.
 
 Importing this module does not import torch (sweep reports read folders without it).
-The result has the fields of :class:`fracture_lit.results.paired.Difference` (job,
-reference, delta, low, high, p, test), so the sweep table shows it the same way.
+The result is the :class:`~fracture_lit.stats.paired.Difference` the sweep's "vs best"
+comparisons hold, so the sweep table shows both the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
-__all__ = ["LocalizationDifference", "NotSameImagesError", "paired_difference"]
+from fracture_lit.stats.paired import PERMUTATION_TEST, Difference, NotPairedError, sign_flip_p
 
-PERMUTATION_TEST = "paired sign-flip permutation"
-
-
-class NotSameImagesError(ValueError):
-    """The two jobs' scores are not on the same images: a paired comparison would be wrong."""
-
-
-@dataclass(frozen=True)
-class LocalizationDifference:
-    """``job - reference`` mean score with a paired-bootstrap 95% interval and p-value."""
-
-    job: float
-    reference: float
-    delta: float
-    low: float
-    high: float
-    p: float | None = None
-    test: str | None = None
-    n: int = 0
-    score: str = ""
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "excludes_zero": self.excludes_zero}
+__all__ = ["paired_difference"]
 
 
 def _aligned(job: Mapping[str, float], reference: Mapping[str, float]) -> list[str]:
     if job.keys() != reference.keys():
         only_job, only_ref = job.keys() - reference.keys(), reference.keys() - job.keys()
         example = sorted(only_job or only_ref)[0]
-        raise NotSameImagesError(
+        raise NotPairedError(
             f"the localization scores are on different images ({len(only_job)} only in the "
             f"job, {len(only_ref)} only in the reference, e.g. {example}): not compared"
         )
     if not job:
-        raise NotSameImagesError("no images with localization scores to compare")
+        raise NotPairedError("no images with localization scores to compare")
     return sorted(job)  # a fixed order: the bootstrap draws the same images however listed
-
-
-def sign_flip_p(differences: np.ndarray, n_permutations: int = 10_000, seed: int = 0) -> float:
-    """Two-sided p of ``mean(differences) == 0`` by random sign flips (paired data)."""
-    d = np.asarray(differences, dtype=np.float64)
-    observed = abs(d.mean())
-    rng = np.random.default_rng(seed)
-    extreme, done = 0, 0
-    while done < n_permutations:
-        rows = min(2**20 // max(d.size, 1) or 1, n_permutations - done)
-        signs = rng.integers(0, 2, size=(rows, d.size), dtype=np.int8) * 2 - 1
-        extreme += int((np.abs(signs @ d) / d.size >= observed - 1e-12).sum())
-        done += rows
-    return (extreme + 1) / (n_permutations + 1)
 
 
 def paired_difference(
@@ -87,10 +46,11 @@ def paired_difference(
     n_bootstrap: int = 1000,
     n_permutations: int = 10_000,
     seed: int = 0,
-) -> LocalizationDifference:
+) -> Difference:
     """``mean(job) - mean(reference)`` over the images both hold (``{image id: score}``,
-    e.g. :meth:`SplitLocalization.per_image`). Raises :class:`NotSameImagesError` when
-    the two do not hold the same images."""
+    e.g. :meth:`SplitLocalization.per_image`). Raises
+    :class:`~fracture_lit.stats.paired.NotPairedError` when the two do not hold the same
+    images."""
     # The project's one bootstrap (torch), imported here: a sweep report that only reads
     # folders stays free of torch until it has something to compare.
     import torch
@@ -109,7 +69,7 @@ def paired_difference(
         seed=seed,
         require_all_classes=False,
     )["delta"]
-    return LocalizationDifference(
+    return Difference(
         job=float(a.mean()),
         reference=float(b.mean()),
         delta=point,

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from fracture_lit.localization.geometry import InputGeometry
+from fracture_lit.localization.names import IMAGE_SCORES, THRESHOLD_SWEEP
 from fracture_lit.localization.regions import ImageRegions
 
 __all__ = [
@@ -43,10 +44,6 @@ __all__ = [
     "score_heatmap",
 ]
 
-#: The per-image scores, in report order (each list kept once: reports iterate over it).
-IMAGE_SCORES: tuple[str, ...] = ("pointing", "energy", "iou", "box_hit")
-#: Heatmap thresholds (fractions of the maximum) swept for MaxBoxAcc.
-THRESHOLD_SWEEP: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
 _FLAT = 1e-6
 
 

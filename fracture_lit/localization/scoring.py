@@ -14,26 +14,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from fracture_lit.localization.scores import IMAGE_SCORES, THRESHOLD_SWEEP
+from fracture_lit.localization.names import GROUPS, IMAGE_SCORES, SUMMARY_SCORES, THRESHOLD_SWEEP
+from fracture_lit.stats import MIN_IMAGES_FOR_CI
 from fracture_lit.stats.bootstrap import bootstrap_cis
 
 __all__ = [
     "GROUPS",
-    "MIN_IMAGES_FOR_CI",
     "SUMMARY_SCORES",
     "MethodScores",
     "group_rows",
     "summarize",
     "summarize_groups",
 ]
-
-#: Image groups of every localization table: all, the model's hits, its misses.
-GROUPS: tuple[str, ...] = ("all", "correct", "missed")
-#: What a table reports per method: the per-image scores' means, then MaxBoxAcc.
-SUMMARY_SCORES: tuple[str, ...] = (*IMAGE_SCORES, "max_box_acc")
-#: No interval below this many images, as for the subgroup tables (results.folders'
-#: MIN_SUBGROUP_FOR_CI; both belong with the shared bootstrap in fracture_lit.stats).
-MIN_IMAGES_FOR_CI = 10
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Everything (torchvision-era CNNs, EfficientNets, ViTs and the papers' custom CNNs, which
 register themselves with timm) goes through ``timm.create_model``: one door, one set of
 options. What this adds is the failure handling: an unknown name lists close names, and
-pretrained weights with no network fail in seconds with the two ways out, instead of
-retrying the hub for a minute.
+``model.weights=imagenet`` with no network fails in seconds with one line naming the fix
+(a local file), instead of retrying the hub for a minute.
 """
 
 from __future__ import annotations
@@ -19,16 +19,19 @@ import torch.nn as nn
 
 import fracture_lit.models.custom_cnns  # noqa: F401  (registers the papers' CNNs with timm)
 from fracture_lit.errors import UserError
+from fracture_lit.models.weights import (
+    IMAGENET,
+    SCRATCH,
+    PretrainedWeightsUnavailableError,
+    check_weights_file,
+    resolve_weights,
+)
 
 HUB_HOST = ("huggingface.co", 443)
 
 
 class UnknownBackboneError(UserError, ValueError):
     """The backbone name is not a timm model."""
-
-
-class PretrainedWeightsUnavailableError(UserError, RuntimeError):
-    """Pretrained weights were asked for but cannot be fetched or read."""
 
 
 def close_backbone_names(name: str, limit: int = 8) -> list[str]:
@@ -60,8 +63,9 @@ def check_has_weights(name: str) -> None:
         )
         hint = f" Variants with weights: {', '.join(tagged[:6])}." if tagged else ""
         raise PretrainedWeightsUnavailableError(
-            f"Backbone {name!r} has no pretrained weights.{hint} Set model.pretrained=false to "
-            "train it from scratch, or pass model.pretrained_file=/path/to/weights.pth."
+            f"model.weights={IMAGENET}: backbone {name!r} has no pretrained weights.{hint} "
+            f"Train it from scratch with model.weights={SCRATCH}, or pass a file: "
+            "model.weights=/path/to/weights.pth."
         )
 
 
@@ -87,13 +91,15 @@ def _force_hub_offline() -> None:
         pass
 
 
-def _offline_message(name: str, error: BaseException) -> str:
+def _offline_message(name: str) -> str:
+    """One line: what failed and the fix (a local file), without the hub's traceback."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    where = getattr(cfg, "hf_hub_id", None) or name
     return (
-        f"Cannot load pretrained weights for backbone {name!r}: the Hugging Face hub is not "
-        f"reachable and they are not in the local cache ({type(error).__name__}: {error}).\n"
-        "Either train from scratch with `model.pretrained=false`, or download the weights "
-        "elsewhere and pass the file with `model.pretrained_file=/path/to/weights.pth` "
-        "(a state dict, .pth/.bin/.safetensors), or set HF_HOME to a cache that has them."
+        f"model.weights={IMAGENET}: timm's weights for {name!r} ({where}) are not in the "
+        "local Hugging Face cache and the hub cannot be reached. Fix: download them where "
+        f"there is network and pass the file, model.weights=/path/to/{name}.safetensors "
+        f"(or train from scratch: model.weights={SCRATCH})."
     )
 
 
@@ -102,41 +108,37 @@ def create_backbone(
     *,
     num_classes: int,
     in_chans: int = 3,
-    pretrained: bool = False,
+    weights: str | Path | None = SCRATCH,
+    pretrained: bool | None = None,
     pretrained_file: str | Path | None = None,
     drop_rate: float = 0.0,
     **kwargs: object,
 ) -> nn.Module:
-    """Create ``name`` from timm with a fresh ``num_classes`` head.
+    """Create ``name`` from timm with a fresh ``num_classes`` head, starting from ``weights``
+    (``none``, ``imagenet`` or a file; ``pretrained``/``pretrained_file`` are the deprecated
+    spellings, :func:`~fracture_lit.models.weights.resolve_weights`).
 
-    ``pretrained_file`` loads a local state dict through timm's own loader (which adapts
-    the first convolution to ``in_chans`` and drops a mismatched classifier), so a file
-    behaves exactly like hub weights.
+    A file is loaded through timm's own loader (which adapts the first convolution to
+    ``in_chans`` and drops a mismatched classifier), so it behaves exactly like hub weights.
     """
     check_backbone_name(name)
+    start = resolve_weights(weights, pretrained, pretrained_file)
     create_kwargs: dict[str, object] = dict(
         num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **kwargs
     )
-    if pretrained_file is not None:
-        path = Path(pretrained_file).expanduser()
-        if not path.is_file():
-            raise PretrainedWeightsUnavailableError(
-                f"model.pretrained_file={str(path)!r} does not exist. Pass the path of a saved "
-                "state dict, or set model.pretrained_file=null."
-            )
+    if start.file is not None:
+        path = check_weights_file(start.file)
         try:
             return timm.create_model(
-                name,
-                pretrained=True,
-                pretrained_cfg_overlay={"file": str(path.resolve())},
-                **create_kwargs,
+                name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **create_kwargs
             )
         except (RuntimeError, KeyError, ValueError) as error:
             raise PretrainedWeightsUnavailableError(
-                f"Could not load weights file {str(path)!r} into backbone {name!r}: {error}. "
-                "Check that the file holds a state dict saved from the same architecture."
+                f"model.weights={start.file}: could not load it into backbone {name!r} "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Check that "
+                "the file holds a state dict saved from the same architecture."
             ) from error
-    if not pretrained:
+    if not start.pretrained:
         return timm.create_model(name, pretrained=False, **create_kwargs)
     check_has_weights(name)
     if not hub_reachable():
@@ -144,4 +146,4 @@ def create_backbone(
     try:
         return timm.create_model(name, pretrained=True, **create_kwargs)
     except (OSError, RuntimeError, ValueError) as error:
-        raise PretrainedWeightsUnavailableError(_offline_message(name, error)) from error
+        raise PretrainedWeightsUnavailableError(_offline_message(name)) from error

@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 # Hyperparameters that only matter while training, or would reach for the network.
-_INFERENCE_OVERRIDES = {"pretrained": False, "pretrained_file": None, "compile": False}
+_INFERENCE_OVERRIDES = {"weights": "none", "pretrained": None, "pretrained_file": None,
+                        "compile": False}  # fmt: skip
 
 
 class CheckpointError(UserError, ValueError):
@@ -107,7 +108,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"ckpt_path={path}: a Lightning checkpoint, but not one of fracture_lit's (no "
             "'fracture_lit' block). Train with `python -m fracture_lit.train`, or load a "
-            "plain timm state dict through model.pretrained_file."
+            "plain timm state dict as starting weights: model.weights=<file>."
         )
     return checkpoint
 

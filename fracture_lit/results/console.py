@@ -1,4 +1,4 @@
-"""Console renderers (rich): a run's end-of-run table and a sweep's tables."""
+"""Console renderers (rich): a run's end-of-run tables and a sweep's tables."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.results.folders import JobResult
+from fracture_lit.results.localization import localization_tables
 from fracture_lit.results.table import Table, shared_overrides, sweep_summary
 from fracture_lit.stats.catalogue import CATALOGUE
 from fracture_lit.stats.splits import REPORT_STAGES as _RUN_STAGES
 
-__all__ = ["metrics_table", "print_summary", "print_sweep"]
+__all__ = ["metrics_table", "print_summary", "print_sweep", "print_tables"]
 
 #: Columns the console never wraps.
 _NO_WRAP = {"job", "backbone", "n", "n seeds", "n folds"}
@@ -64,10 +65,40 @@ def metrics_table(results: dict[str, Any], title: str) -> Any:
 
 
 def print_summary(results: dict[str, Any], title: str, console: Any | None = None) -> None:
-    """Print :func:`metrics_table` (the last thing a train or eval run shows)."""
+    """Print :func:`metrics_table` (the last thing a train or eval run shows), then the
+    localization tables of a run scored against annotated regions."""
     from rich.console import Console
 
-    (console or Console()).print(metrics_table(results, title))
+    console = console or Console()
+    console.print(metrics_table(results, title))
+    print_tables(localization_tables(results, console=True), console)
+
+
+def _rich_table(spec: Table) -> Any:
+    from rich.markup import escape
+    from rich.table import Table as RichTable
+
+    table = RichTable(title=spec.title, title_style="bold")
+    for i, header in enumerate(spec.console_headers()):
+        table.add_column(
+            header,
+            justify="right" if i in spec.right else "left",
+            no_wrap=header in _NO_WRAP,
+        )
+    for row in spec.rows:
+        cells = [escape(c) for c in row]
+        table.add_row(*(f"[red]{c}[/red]" if c.startswith("failed") else c for c in cells))
+    return table
+
+
+def print_tables(tables: Sequence[Table], console: Any) -> None:
+    """Tables of the table model with rich, each with its note (how to read it) below."""
+    from rich.markup import escape
+
+    for spec in tables:
+        console.print(_rich_table(spec))
+        if spec.note:
+            console.print(f"[dim]{escape(spec.note)}[/dim]", highlight=False)
 
 
 def print_sweep(
@@ -75,7 +106,6 @@ def print_sweep(
 ) -> None:
     """The sweep's tables with rich (shorter metric headers: consoles are narrow)."""
     from rich.markup import escape
-    from rich.table import Table as RichTable
 
     console.print(
         f"[bold]Sweep report[/bold] {escape(str(sweep_dir))}: {escape(sweep_summary(jobs))}",
@@ -84,17 +114,4 @@ def print_sweep(
     shared = shared_overrides(jobs)
     if shared:
         console.print(f"[dim]shared overrides: {escape(' '.join(shared))}[/dim]", highlight=False)
-    for spec in tables:
-        table = RichTable(title=spec.title, title_style="bold")
-        for i, header in enumerate(spec.console_headers()):
-            table.add_column(
-                header,
-                justify="right" if i in spec.right else "left",
-                no_wrap=header in _NO_WRAP,
-            )
-        for row in spec.rows:
-            cells = [escape(c) for c in row]
-            table.add_row(*(f"[red]{c}[/red]" if c.startswith("failed") else c for c in cells))
-        console.print(table)
-        if spec.note:
-            console.print(f"[dim]{escape(spec.note)}[/dim]", highlight=False)
+    print_tables(tables, console)

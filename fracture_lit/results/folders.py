@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.errors import UserError
-from fracture_lit.evaluation.subgroups import MIN_SUBGROUP_FOR_CI, SUBGROUP_ATTRIBUTES
+from fracture_lit.evaluation.subgroups import SUBGROUP_ATTRIBUTES
 from fracture_lit.layout import RunLayout, SweepLayout
 from fracture_lit.results.job_errors import crash_hint, error_text
 from fracture_lit.results.papers import float_or_none, job_paper
@@ -27,9 +27,9 @@ from fracture_lit.utils.atomic import write_text_atomic
 from fracture_lit.utils.disk_budget import folder_bytes
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
 from fracture_lit.utils.job_lock import RUNNING, folder_owner
+from fracture_lit.utils.slurm_jobs import job_states_for_report
 
 __all__ = [
-    "MIN_SUBGROUP_FOR_CI",
     "NO_METRICS_ERROR",
     "SUBGROUP_ATTRIBUTES",
     "Interval",
@@ -41,6 +41,7 @@ __all__ = [
     "is_run_folder",
     "load_job",
     "load_jobs",
+    "localization_blocks",
     "read_csv",
     "read_json",
     "read_metrics",
@@ -213,6 +214,8 @@ class JobResult:
     classes: list[str] = field(default_factory=list)
     #: Bytes the job's folder uses on disk (hard links once).
     disk_bytes: int | None = None
+    #: split -> localization block (Grad-CAM vs annotated regions; metrics.json).
+    localization: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def repeat_key(self, kind: str) -> tuple[str, ...]:
         """The overrides without the ``kind`` (``seed``/``fold``) override."""
@@ -235,6 +238,14 @@ class JobResult:
 
     def point(self, stage: str, key: str) -> float | None:
         return self.metrics.get(stage, {}).get(key, (None, None, None))[0]
+
+
+def localization_blocks(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """split -> localization block of a ``metrics.json`` (``{}`` without localization)."""
+    found = summary.get("localization")
+    if not isinstance(found, dict):
+        return {}
+    return {str(s): b for s, b in found.items() if isinstance(b, dict)}
 
 
 def load_job(job_dir: Path) -> JobResult:
@@ -294,6 +305,7 @@ def load_job(job_dir: Path) -> JobResult:
         paper_title=paper.title,
         classes=[str(c) for c in classes] if isinstance(classes, list) else [],
         disk_bytes=folder_bytes(job_dir),
+        localization=localization_blocks(summary),
     )
 
 
@@ -304,8 +316,6 @@ def load_jobs(sweep_dir: Path) -> list[JobResult]:
     results: ``pending`` or ``running`` while the queue has them, so a detached sweep can
     be reported on at any time. A job whose folder a live process owns is ``running``.
     """
-    from fracture_lit.utils.slurm_jobs import job_states_for_report
-
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ReportError(f"{sweep_dir} is not a folder (expected a multirun sweep folder)")

@@ -8,6 +8,8 @@ Everything in it is read from files the run already wrote, so any subset of them
 * ``csv/metrics.csv`` (Lightning's CSVLogger): learning curves (:mod:`.charts`);
 * ``review/<split>/*.png`` and ``review/gradcam/`` (+ ``index.csv``): confusion / ROC / PR
   plots and the Grad-CAM gallery (fixed set and worst misclassified; :mod:`.html_gradcam`);
+* ``metrics.json``'s ``localization`` and ``review/<split>/localization/``: Grad-CAM
+  scored against annotated regions, with outlined panels (:mod:`.localization`);
 * ``config.yaml``: the resolved config, collapsed.
 
 Where each file lies is :class:`fracture_lit.layout.RunLayout`'s.
@@ -23,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.layout import ReviewLayout, RunLayout
+from fracture_lit.results.card_model import weights_line
 from fracture_lit.results.charts import best_epoch, learning_curves
-from fracture_lit.results.folders import MIN_SUBGROUP_FOR_CI, float_or_none, read_csv
+from fracture_lit.results.folders import float_or_none, read_csv
 from fracture_lit.results.html_gradcam import SPLIT_ORDER, gradcam_gallery
 from fracture_lit.results.html_page import (
     IMAGE_SUFFIXES,
@@ -36,8 +39,11 @@ from fracture_lit.results.html_page import (
     page,
     write_atomic,
 )
+from fracture_lit.results.localization import localization_section
+from fracture_lit.results.model_card import try_write_model_card
 from fracture_lit.results.run_folder import RunFolder, load_run
 from fracture_lit.results.table import interval_cell, status_badge
+from fracture_lit.stats import MIN_IMAGES_FOR_CI
 from fracture_lit.stats.catalogue import by_key, format_value, ordered_keys, subgroup_metrics
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
@@ -286,7 +292,7 @@ def _subgroups(run: RunFolder) -> str:
     if not parts:
         return ""
     note = (
-        f"Subgroups of fewer than {MIN_SUBGROUP_FOR_CI} images get point estimates only; "
+        f"Subgroups of fewer than {MIN_IMAGES_FOR_CI} images get point estimates only; "
         "sensitivity is undefined without a positive image, specificity without a negative."
     )
     return f'<h2>Subgroups</h2><p class="meta">{esc(note)}</p>{"".join(parts)}'
@@ -316,6 +322,10 @@ def _run_header(run: RunFolder) -> str:
         facts.append(f"wall time: {wall:.1f} s")
     if s.get("best_model_path"):
         facts.append(f"best checkpoint: {s['best_model_path']}")
+    if isinstance(s.get("starting_weights"), dict):
+        facts.append(
+            "starting weights: " + weights_line(s["starting_weights"], {}).replace("`", "")
+        )
     if job and (job.paper_id or job.paper_title):
         facts.append("paper: " + " · ".join(x for x in (job.paper_id, job.paper_title) if x))
     lines += [f'<p class="meta">{esc(f)}</p>' for f in facts]
@@ -353,6 +363,7 @@ def run_sections(run: RunFolder, level: int = 2, full: bool = True) -> list[str]
             parts.append(f"<{h}>Review plots</{h}>{images}")
         parts.append(_subgroups(run))
     parts.append(gradcam_gallery(run, h, per_group=None if full else SWEEP_CAMS_PER_KIND))
+    parts.append(localization_section(run, h, full))
     if full and run.config:
         parts.append(
             "<details><summary>Resolved config (config.yaml)</summary>"
@@ -374,11 +385,13 @@ def write_run_report(run_dir: Path | str, out: Path | str | None = None) -> Path
 
 
 def try_write_run_report(run_dir: Path | str) -> Path | None:
-    """:func:`write_run_report` at the end of a train/eval run: logs the path, and a page
-    that cannot be written is a warning, never a failed run (the results are on disk)."""
+    """:func:`write_run_report` at the end of a train/eval run, and the run's
+    ``model_card.md`` beside it: logs the paths, and a page or card that cannot be written
+    is a warning, never a failed run (the results are on disk)."""
     import logging
 
     logger = logging.getLogger("fracture_lit.report")
+    try_write_model_card(run_dir)
     try:
         path = write_run_report(run_dir)
     except Exception as error:  # noqa: BLE001 - the run is done; the page is extra

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fracture_lit.errors import user_error_of
 from fracture_lit.results.folders import write_metrics
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
@@ -25,7 +26,12 @@ __all__ = ["error_line", "job_record"]
 
 def error_line(error: BaseException) -> str:
     """``Type: first line`` of the error that started it all (Hydra wraps errors raised
-    while instantiating in an InstantiationException whose own message says little)."""
+    while instantiating in an InstantiationException whose own message says little); a
+    user error in the chain is that error, as the console showed it (its message names
+    the fix, the library error below it does not)."""
+    user = user_error_of(error)
+    if user is not None:
+        return f"{type(user).__name__}: {user.one_line()}"
     while error.__cause__ is not None:
         error = error.__cause__
     lines = str(error).strip().splitlines()

@@ -37,6 +37,7 @@ from fracture_lit.stats import ALPHA
 from fracture_lit.stats.auroc import macro_auroc
 from fracture_lit.stats.delong import DeLongResult, delong_test
 from fracture_lit.stats.mcnemar import McNemarResult, mcnemar_test
+from fracture_lit.stats.paired import Difference, NotPairedError
 
 __all__ = [
     "BestComparison",
@@ -44,8 +45,11 @@ __all__ = [
     "JobPredictions",
     "NotPairedError",
     "PairedComparison",
+    "check_same_data",
     "compare",
     "compare_to_best",
+    "data_setting",
+    "image_id",
 ]
 
 #: Data settings that decide which images end up in the test split; jobs compared pairwise
@@ -64,10 +68,6 @@ SPLIT_SETTINGS: tuple[str, ...] = (
     "group_duplicates",
     "near_duplicates",
 )
-
-
-class NotPairedError(ValueError):
-    """Two jobs were not scored on the same images: a paired comparison would be wrong."""
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -104,8 +104,7 @@ class JobPredictions:
             raise FileNotFoundError(
                 f"{path}: no predictions (the job failed, or ran without callbacks.review)"
             )
-        data = _data_config(run.config)
-        root = Path(str(data["root"])).resolve() if data.get("root") else None
+        setting, root = data_setting(folder)
         with path.open(newline="") as stream:
             rows = list(csv.DictReader(stream))
         columns = list(rows[0]) if rows else []
@@ -121,12 +120,12 @@ class JobPredictions:
         probs = np.array([[float(r[f"prob_{c}"]) for c in class_names] for r in rows])
         return cls(
             name=name or folder.name,
-            ids=[_image_id(r["path"], root) for r in rows],
+            ids=[image_id(r["path"], root) for r in rows],
             labels=labels,
             probs=probs,
             predicted=predicted,
             class_names=class_names,
-            setting={k: data[k] for k in SPLIT_SETTINGS if k in data},
+            setting=setting,
         )
 
 
@@ -139,7 +138,14 @@ def _data_config(path: Path) -> dict[str, Any]:
     return dict(data) if isinstance(data, dict) else {}
 
 
-def _image_id(path: str, root: Path | None) -> str:
+def data_setting(folder: str | Path) -> tuple[dict[str, Any], Path | None]:
+    """A job's :data:`SPLIT_SETTINGS` (from its ``config.yaml``) and its data root."""
+    data = _data_config(RunLayout(folder).config)
+    root = Path(str(data["root"])).resolve() if data.get("root") else None
+    return {k: data[k] for k in SPLIT_SETTINGS if k in data}, root
+
+
+def image_id(path: str, root: Path | None) -> str:
     """The path relative to the data root: the same image whatever folder holds the data."""
     if root is not None:
         try:
@@ -149,6 +155,21 @@ def _image_id(path: str, root: Path | None) -> str:
     return Path(path).as_posix()
 
 
+def check_same_data(
+    a_name: str, a_setting: Mapping[str, Any], b_name: str, b_setting: Mapping[str, Any]
+) -> None:
+    """Raise :class:`NotPairedError` naming the first data setting two jobs differ in."""
+    for key in sorted(set(a_setting) | set(b_setting)):
+        va, vb = a_setting.get(key), b_setting.get(key)
+        if key == "root" and va and vb:
+            va, vb = str(Path(str(va)).resolve()), str(Path(str(vb)).resolve())
+        if va != vb:
+            raise NotPairedError(
+                f"data.{key} differs ({va!r} for {a_name}, {vb!r} for {b_name}): "
+                "different test images"
+            )
+
+
 def align(a: JobPredictions, b: JobPredictions) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(ia, ib)`` of the shared images, both in sorted identifier order (so
     a bootstrap draws the same images whatever order each file lists them in).
@@ -156,15 +177,7 @@ def align(a: JobPredictions, b: JobPredictions) -> tuple[np.ndarray, np.ndarray]
     Raises :class:`NotPairedError` saying why when the jobs were not scored on the same
     images with the same labels and classes.
     """
-    for key in sorted(set(a.setting) | set(b.setting)):
-        va, vb = a.setting.get(key), b.setting.get(key)
-        if key == "root" and va and vb:
-            va, vb = str(Path(str(va)).resolve()), str(Path(str(vb)).resolve())
-        if va != vb:
-            raise NotPairedError(
-                f"data.{key} differs ({va!r} for {a.name}, {vb!r} for {b.name}): "
-                "different test images"
-            )
+    check_same_data(a.name, a.setting, b.name, b.setting)
     if a.class_names != b.class_names:
         raise NotPairedError(f"classes differ ({a.class_names} vs {b.class_names})")
     pos_a = {image: i for i, image in enumerate(a.ids)}
@@ -188,23 +201,6 @@ def align(a: JobPredictions, b: JobPredictions) -> tuple[np.ndarray, np.ndarray]
 
 
 # ----------------------------------------------------------------------------- comparison
-@dataclass(frozen=True)
-class Difference:
-    """``job - reference`` with a paired-bootstrap 95% interval and a test's p-value."""
-
-    job: float
-    reference: float
-    delta: float
-    low: float
-    high: float
-    p: float | None = None
-    test: str | None = None
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-
 @dataclass
 class PairedComparison:
     """One job against the reference job on their shared test images."""
@@ -329,7 +325,7 @@ def compare(
     }
     for key, (point, low, high) in intervals.items():
         p, test = tests[key]
-        setattr(out, key, Difference(*values[key], point, low, high, p, test))
+        setattr(out, key, Difference(*values[key], point, low, high, p, test, out.n, key))
     return out
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from fracture_lit.results.search_charts import history_chart, importance_chart, parallel_chart
 from fracture_lit.results.search_insight import SearchInsight
+from fracture_lit.utils.environment import configure_wandb_mode
 
 __all__ = ["log_search_summary", "summary_run_id"]
 
@@ -42,9 +43,7 @@ def _image(data: bytes | None, caption: str) -> Any:
 def log_search_summary(insight: SearchInsight, wandb_settings: dict[str, Any]) -> Path | None:
     """Log the search into a W&B run made with ``wandb_settings`` (project, entity, group
     of the trials' logger); returns the run's local folder."""
-    import wandb
-
-    from fracture_lit.utils.environment import configure_wandb_mode
+    import wandb  # about 2 s; only a search that logs to W&B pays it
 
     configure_wandb_mode()
     best = insight.best

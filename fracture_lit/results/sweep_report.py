@@ -11,6 +11,8 @@ twelve files. :func:`write_report` reads every numbered job folder once and writ
   out-of-fold AUROC (:mod:`.pooled`);
 * ``report.html``: one self-contained page (:mod:`.html_sweep`), plus a ``report.html`` in
   every job folder, linked from it;
+* ``model_card.md``: every job's status, starting weights and headline AUROC, linking to
+  each job's own card (:mod:`.card_sweep`);
 * for an Optuna search, ``best_config.yaml`` (the best trial, ready to run) and a search
   section in the page: importance, history, parallel coordinates (:mod:`.search_insight`);
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.layout import SweepLayout
+from fracture_lit.results.card_sweep import write_sweep_card
 from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
@@ -48,6 +51,8 @@ class ReportPaths:
     jobs: list[JobResult]
     #: The sweep's report.html (None with ``html=False``); each job folder has its own.
     html: Path | None = None
+    #: The sweep's model_card.md (each job folder has its own).
+    card: Path | None = None
 
 
 def write_report(
@@ -79,6 +84,7 @@ def write_report(
         write_json_report(jobs, written.cross_dataset)
     insight = load_insight(sweep_dir)  # None unless the sweep is an Optuna search
     best_config = write_best_config(insight) if insight is not None else None
+    card_path = write_sweep_card(sweep_dir, jobs, written.model_card)  # and every job's card
     html_path = None
     if html:
         # Imported here: matplotlib is only needed for the page, not for the tables.
@@ -104,7 +110,7 @@ def write_report(
                 f"[red]{len(failed)} of {len(jobs)} jobs failed[/red]: "
                 + ", ".join(str(j.num) for j in failed)
             )
-        console.print(f"Wrote {csv_path}\nWrote {md_path}", highlight=False)
+        console.print(f"Wrote {csv_path}\nWrote {md_path}\nWrote {card_path}", highlight=False)
         if best_config is not None:
             console.print(f"Wrote {best_config} (the best trial, ready to run)", highlight=False)
         if html_path is not None:
@@ -112,4 +118,4 @@ def write_report(
                 f"Wrote {html_path} (and report.html in each of the {len(jobs)} job folders)",
                 highlight=False,
             )
-    return ReportPaths(csv=csv_path, markdown=md_path, jobs=jobs, html=html_path)
+    return ReportPaths(csv=csv_path, markdown=md_path, jobs=jobs, html=html_path, card=card_path)

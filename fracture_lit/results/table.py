@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fracture_lit.layout import RunLayout
-from fracture_lit.results.folders import Interval, JobResult
+from fracture_lit.results.folders import REPEAT_OVERRIDES, JobResult
+from fracture_lit.results.localization_columns import (
+    localization_note,
+    localization_values,
+    localization_vs_best_values,
+)
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
+from fracture_lit.stats.catalogue import format_interval as interval_cell
 from fracture_lit.stats.catalogue import format_value, sweep_metrics
 from fracture_lit.stats.splits import EXTERNAL_SPLIT, STAGES
 from fracture_lit.utils.disk_budget import human
@@ -91,7 +97,12 @@ class JobColumn:
 #: Extra per-job columns, after the metric columns, in this order.
 JOB_COLUMNS: tuple[JobColumn, ...] = (
     JobColumn("vs_best", "vs best", "vs best", vs_best_values, note=vs_best_note),
-)
+    # Grad-CAM vs annotated regions (data.regions): shown when a job has them.
+    JobColumn("localization", "localization (pointing game)", "pointing", localization_values,
+              note=localization_note),
+    JobColumn("localization_vs_best", "localization vs best", "pointing vs best",
+              localization_vs_best_values),
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- repeats
@@ -116,8 +127,6 @@ class RepeatGroup:
         """The value of the varying override per job (the seed or the fold)."""
         if self.kind == "seed":
             return self.seeds
-        from fracture_lit.results.folders import REPEAT_OVERRIDES
-
         pattern = REPEAT_OVERRIDES[self.kind]
         return [
             next((m["value"] for o in j.overrides if (m := pattern.match(o))), "?")
@@ -179,18 +188,6 @@ def shared_overrides(jobs: Sequence[JobResult]) -> list[str]:
 def own_overrides(overrides: Sequence[str], shared: Sequence[str]) -> str:
     own = [o for o in overrides if o not in shared]
     return " ".join(own) if own else "(shared only)"
-
-
-def interval_cell(value: Interval | None, digits: int = 3) -> str:
-    """``0.812 [0.750, 0.870]``; the point alone without an interval; ``-`` without both."""
-    if not value or value[0] is None:
-        return "-"
-    point, low, high = value
-    if low is None or high is None:
-        return format_value(point, digits)
-    return (
-        f"{format_value(point, digits)} [{format_value(low, digits)}, {format_value(high, digits)}]"
-    )
 
 
 def paper_cell(value: float | None) -> str:
@@ -326,6 +323,8 @@ def _group_table(
             short.append("paper")
     pooled = None
     if kind == "fold" and stage == "val":
+        # Imported here: the pooled bootstrap needs torch, which a sweep report without
+        # k-fold jobs never loads (the report runs in the launching process).
         from fracture_lit.results.pooled import pooled_auroc
 
         pooled = [pooled_auroc(g.done, stage) for g in groups]

@@ -22,7 +22,8 @@ from fracture_lit.layout import RunLayout
 from fracture_lit.results.folders import JobResult
 from fracture_lit.results.paired import BestComparison, JobPredictions, compare_to_best
 
-__all__ = ["PRIMARY", "SELECT_STAGE", "TEST_STAGE", "comparison", "vs_best_values", "write_json"]
+__all__ = ["PRIMARY", "SELECT_STAGE", "TEST_STAGE", "comparison", "job_names", "vs_best_values",
+           "write_json"]  # fmt: skip
 
 #: The metric (catalogue key) the best job is chosen by, on :data:`SELECT_STAGE`.
 PRIMARY = "auroc"
@@ -32,7 +33,7 @@ TEST_STAGE = "test"
 _CACHE: dict[tuple[Any, ...], BestComparison | None] = {}
 
 
-def _names(jobs: Sequence[JobResult]) -> list[str]:
+def job_names(jobs: Sequence[JobResult]) -> list[str]:
     """How a sentence names each job: its backbone, plus the job number when two share it."""
     backbones = [j.backbone or "job" for j in jobs]
     return [
@@ -59,7 +60,7 @@ def comparison(jobs: Sequence[JobResult]) -> BestComparison | None:
         return _CACHE[key]
     preds: list[JobPredictions] = []
     selection: dict[str, float] = {}
-    for job, name in zip(jobs, _names(jobs), strict=True):
+    for job, name in zip(jobs, job_names(jobs), strict=True):
         if job.status != "done":
             continue
         try:
@@ -84,7 +85,7 @@ def vs_best_values(jobs: Sequence[JobResult], stage: str) -> list[str | None] | 
     found = comparison(jobs)
     if found is None:
         return None
-    names = _names(jobs)
+    names = job_names(jobs)
     known = {found.best, *found.comparisons}
     return [found.cell(n) if n in known else None for n in names]
 

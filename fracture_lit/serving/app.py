@@ -190,6 +190,9 @@ def build_app(
         def classify(paths: list[str] | None) -> tuple[str, list[tuple[Any, str]], str | None]:
             return _classify(paths, predictor, workdir)
 
+        with gr.Accordion("Model card (model_card.md of the training run)", open=True):
+            gr.Markdown(card.text, elem_id="fl-card-text")
+
         files.upload(classify, files, [table, gallery, csv])
         button.click(classify, files, [table, gallery, csv])
     return app

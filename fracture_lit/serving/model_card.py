@@ -4,26 +4,27 @@ A reader must be able to judge a prediction without the command line: which netw
 trained on what, how well it did on held-out test images (with 95% intervals), and that
 this is a research tool. The numbers come from the run folder the checkpoint sits in
 (``<run>/checkpoints/*.ckpt``), read by the run-folder reader; a checkpoint copied out of
-its run still works, the page then says the metrics are unknown.
+its run still works, the page then says the metrics are unknown. Below the summary the
+page shows the run's ``model_card.md``, the same text the run wrote
+(:mod:`fracture_lit.results.model_card`; rendered now for a run older than the card).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fracture_lit.layout import RunLayout
+from fracture_lit.results.model_card import DISCLAIMER, run_card
 from fracture_lit.stats.catalogue import by_key
 
-__all__ = ["DISCLAIMER", "ModelCard", "run_folder_of"]
+__all__ = ["DISCLAIMER", "ModelCard", "card_text", "run_folder_of"]
 
-DISCLAIMER = (
-    "**Research tool, not a diagnostic device.** The output of this page is not a "
-    "diagnosis and must not be used for clinical decisions. It shows what one trained "
-    "model computes for an image, with a heatmap of where it looked."
-)
+# A markdown link: the card's links are relative to its run folder, not to the page.
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 
 # Metric keys shown on the page (labels from the catalogue), in this order.
 _SHOWN_METRICS = ("auroc", "acc", "recall", "specificity")
@@ -52,9 +53,22 @@ def _training_data(run_dir: Path | None) -> str:
     return f"{kind} ({root})" if root else kind
 
 
+def card_text(run_dirs: Sequence[Path | None]) -> str:
+    """The ``model_card.md`` of each distinct run (the file, else rendered from the run
+    folder), links reduced to their text; a sentence when no checkpoint is in a run."""
+    cards = []
+    for run_dir in dict.fromkeys(d for d in run_dirs if d is not None):
+        written = RunLayout(run_dir).model_card
+        text = written.read_text(errors="replace") if written.is_file() else run_card(run_dir)
+        cards.append(_LINK.sub(r"\1", text))
+    if not cards:
+        return "No model card: the checkpoint is not inside the run folder that trained it."
+    return "\n\n---\n\n".join(cards)
+
+
 @dataclass
 class ModelCard:
-    """The facts the page shows above the upload box."""
+    """The facts the page shows above the upload box, and the run's full card below."""
 
     title: str
     checkpoint: str
@@ -62,6 +76,8 @@ class ModelCard:
     training_data: str
     metrics: str
     threshold: str
+    #: The training run's model_card.md (each member's, for an ensemble).
+    text: str = ""
 
     @classmethod
     def build(cls, predictor: Any, runs: Sequence[tuple[Path | None, Any | None]]) -> ModelCard:
@@ -87,6 +103,7 @@ class ModelCard:
             training_data=_training_data(first_dir),
             metrics=metrics,
             threshold=predictor.threshold_meaning(),
+            text=card_text([run_dir for run_dir, _ in runs]),
         )
 
     def markdown(self) -> str:

@@ -73,6 +73,7 @@ class Predictor:
         ``weights_only=True``) onto the GPU when there is one."""
         import torch
 
+        # Here, not at the top: torch loads with the model, not with the web app's module.
         from fracture_lit.inference.ensemble import load_ensemble
 
         use_cuda = device != "cpu" and torch.cuda.is_available()
@@ -113,7 +114,7 @@ class Predictor:
 
     def threshold_meaning(self) -> str:
         """One sentence: the decision rule and where its threshold comes from."""
-        from fracture_lit.inference.ensemble import CHECKPOINT_SOURCE
+        from fracture_lit.inference.ensemble import CHECKPOINT_SOURCE  # loaded with the model
 
         if not self.binary:
             return "Multi-class model: the class with the highest probability is shown."
@@ -167,6 +168,7 @@ class Predictor:
     def _panels(self, images: list[np.ndarray], rows: list[Prediction]) -> None:
         """Grad-CAM panels of the first member (as predict draws them), through the one
         panel writer: an average of heatmaps would explain no network."""
+        # pytorch-grad-cam loads only when someone asks for heatmaps (about 2 s).
         from fracture_lit.review.panels import CamPanelWriter, cam_class
 
         first = self.members[0]

@@ -22,6 +22,7 @@ __all__ = [
     "by_alias",
     "by_key",
     "computed_keys",
+    "format_interval",
     "format_value",
     "ordered_keys",
     "subgroup_metrics",
@@ -209,3 +210,17 @@ def format_value(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
+
+
+def format_interval(
+    value: tuple[float | None, float | None, float | None] | None, digits: int = 3
+) -> str:
+    """``0.812 [0.750, 0.870]``; the point alone without an interval; ``-`` without both."""
+    if not value or value[0] is None:
+        return "-"
+    point, low, high = value
+    if low is None or high is None:
+        return format_value(point, digits)
+    return (
+        f"{format_value(point, digits)} [{format_value(low, digits)}, {format_value(high, digits)}]"
+    )

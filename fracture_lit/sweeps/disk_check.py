@@ -26,6 +26,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from fracture_lit.config import register_resolvers
 from fracture_lit.errors import exit_with
 from fracture_lit.utils.disk_budget import (
     DiskBudgetError,
@@ -63,8 +64,6 @@ class CheckSweepDisk(Callback):
         self.warn_fraction = float(warn_fraction)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from fracture_lit.config import register_resolvers
-
         register_resolvers()
         try:
             sweep_dir = Path(str(config.hydra.sweep.dir))

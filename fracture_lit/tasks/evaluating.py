@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.evaluation.scoring import score, score_all_subgroups
 from fracture_lit.layout import RunLayout
+from fracture_lit.localization.wandb_log import log_localization
 from fracture_lit.results.console import print_summary
 from fracture_lit.results.html_run import try_write_run_report
 from fracture_lit.results.job_record import job_record
@@ -28,6 +29,7 @@ from fracture_lit.review.artifacts import write_review
 from fracture_lit.review.wandb_log import log_review
 from fracture_lit.tasks.checkpoints import configured_ensemble
 from fracture_lit.tasks.eval_inputs import member_predictions
+from fracture_lit.tasks.localizing import localize_evaluation
 from fracture_lit.utils.environment import configure_wandb_mode
 from fracture_lit.validation import validate_eval
 
@@ -126,6 +128,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         n_worst=cfg.gradcam.n_worst,
         target_layer=cfg.gradcam.target_layer,
     )
+    localized = localize_evaluation(
+        cfg,
+        first.model.net,
+        ensemble.pipeline(first),
+        datamodule,
+        pred,
+        RunLayout(out_dir).review.folder,
+        ensemble.tta,
+    )
+    if localized is not None:  # Grad-CAM vs data.regions
+        results["localization"] = {pred.split: localized}
     if cfg.get("logger") and "wandb" in cfg.logger:
         _log_wandb(cfg, results, pred, files)
     return results
@@ -147,6 +160,8 @@ def _log_wandb(cfg: DictConfig, results: dict[str, Any], pred: Any, files: Any) 
     experiment.config.update(OmegaConf.to_container(cfg, resolve=True), allow_val_change=True)
     experiment.log(results["eval"]["metrics"])
     log_review(experiment, pred, files)
+    for split, block in results.get("localization", {}).items():
+        log_localization(experiment, split, block, RunLayout(cfg.paths.output_dir).review.folder)
     experiment.summary.update(
         {k: v for k, v in results["eval"]["metrics"].items() if isinstance(v, float)}
     )

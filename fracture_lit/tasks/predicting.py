@@ -6,6 +6,8 @@ of the positive class, the label at the checkpoint's validation-chosen threshold
 class's probability. A file that cannot be read gets a row with ``status=error`` and the
 reason; the others are still predicted. ``gradcam.enabled=true`` adds a heatmap panel per
 image. Rows are written batch by batch, so an interrupted run keeps what it predicted.
+``regions=<COCO file>`` scores the Grad-CAM of the inputs with regions against them
+(:mod:`fracture_lit.tasks.localizing`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fracture_lit.data.readers import list_inputs
 from fracture_lit.layout import RunLayout
 from fracture_lit.review.panels import CamPanelWriter, cam_class
 from fracture_lit.tasks.checkpoints import configured_ensemble
+from fracture_lit.tasks.localizing import localize_predictions
 from fracture_lit.validation import validate_predict
 
 __all__ = ["predict"]
@@ -71,6 +74,7 @@ def predict(cfg: DictConfig) -> Path:
     # Heatmaps explain the first member (an average of heatmaps explains no network).
     panels = CamPanelWriter(first.model.net, cfg.gradcam.target_layer)
     n_ok = n_bad = 0
+    scored: list[tuple[str, Any]] = []  # (path, probabilities) for regions=
 
     with out_csv.open("w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=_columns(names))
@@ -97,6 +101,8 @@ def predict(cfg: DictConfig) -> Path:
                 )
                 images.append(item.image)
                 image_rows.append(row)
+                if cfg.get("regions"):
+                    scored.append((str(item.path), p))
             if images and cfg.gradcam.enabled:
                 batch = ensemble.pipeline(first).to_tensor(images)
                 _gradcam(panels, settings, batch, images, image_rows, cam_dir, first=n_ok)
@@ -104,6 +110,8 @@ def predict(cfg: DictConfig) -> Path:
             writer.writerows(rows)
             stream.flush()  # rows already predicted survive an interruption
     panels.close()
+    pipeline = ensemble.pipeline(first)
+    localize_predictions(cfg, first.model.net, pipeline, settings, scored, out_dir, ensemble.tta)
     log.info(
         "Predicted %d image(s) with %s, %d unreadable: %s", n_ok, ensemble.name, n_bad, out_csv
     )

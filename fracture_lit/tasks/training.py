@@ -29,7 +29,9 @@ from fracture_lit.callbacks.resume import (
     stop_for_requeue,
     trainer_plugins,
 )
+from fracture_lit.callbacks.review import ReviewCallback
 from fracture_lit.layout import RunLayout
+from fracture_lit.models.weights import normalise_weights_config, resolve_weights, weights_record
 from fracture_lit.results.console import print_summary
 from fracture_lit.results.folders import write_metrics
 from fracture_lit.results.html_run import try_write_run_report
@@ -104,7 +106,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and evaluate one configuration; returns the results written to metrics.json."""
     # First, before anything asks CUDA for devices: a parallel local sweep job's own GPUs.
     pinned_gpus = pin_local_gpus(cfg)
+    deprecated = normalise_weights_config(cfg.model)  # model.pretrained* -> model.weights
+    if deprecated and global_rank() == 0:
+        log.warning(deprecated)
     validate_train(cfg)  # every value checked before data is indexed or a model built
+    starting_weights = weights_record(cfg.model.backbone, resolve_weights(cfg.model.get("weights")))
     slurm_preflight(cfg)  # SLURM's allocation vs the trainer, before any process group forms
     route_lightning_logs_through_hydra()
 
@@ -120,7 +126,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    results: dict[str, Any] = {"backbone": cfg.model.backbone, "classes": datamodule.classes}
+    results: dict[str, Any] = {
+        "backbone": cfg.model.backbone,
+        "classes": datamodule.classes,
+        "starting_weights": starting_weights,
+    }
     if pinned_gpus:
         results["gpus"] = pinned_gpus
     ckpt_path: str | None = None
@@ -163,6 +173,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if external is not None:
             results[EXTERNAL_SPLIT] = external
         results["data"] = data_record(datamodule, output_dir)
+    for callback in trainer.callbacks:  # the review's Grad-CAM vs data.regions, if any
+        if isinstance(callback, ReviewCallback) and callback.localized:
+            results["localization"] = dict(callback.localized)
     return results
 
 

@@ -19,16 +19,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+import hydra
+import lightning as L
+from lightning.pytorch.tuner import Tuner
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fracture_lit.config import group_options
 from fracture_lit.errors import UserError
 from fracture_lit.layout import RunLayout
+from fracture_lit.review.finder_plots import plot_lr_curve
+from fracture_lit.tasks.building import instantiate_data_and_model
+from fracture_lit.utils.environment import resolve_trainer_overrides
+from fracture_lit.validation import validate_train
 
 __all__ = ["FINDERS", "FinderRefused", "run_finder"]
 
 log = logging.getLogger("fracture_lit.tune")
 
-FINDERS = ("lr", "batch_size")
+#: The finders: the options of ``conf/tune/`` (``lr``, ``batch_size``).
+FINDERS = group_options("tune")
 #: ``LRFinder.suggestion``'s defaults: points skipped at the start and end of the curve.
 SKIP_BEGIN, SKIP_END = 10, 1
 _DISTRIBUTED_ENV = ("WORLD_SIZE", "SLURM_NTASKS", "LOCAL_RANK")
@@ -105,13 +114,6 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
 
 def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
     """The datamodule, fresh model and a one-device Trainer that saves nothing."""
-    import hydra
-    import lightning as L
-
-    from fracture_lit.tasks.building import instantiate_data_and_model
-    from fracture_lit.utils.environment import resolve_trainer_overrides
-    from fracture_lit.validation import validate_train
-
     cfg = cfg.copy()
     with open_dict(cfg):  # the finder's Trainer has neither: nothing to check or create
         cfg.callbacks = None
@@ -139,10 +141,6 @@ def build(cfg: DictConfig) -> tuple[Any, Any, Any]:
 
 def find_lr(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Lightning's LR range test; the curve goes to ``lr_find.csv`` and ``lr_find.png``."""
-    from lightning.pytorch.tuner import Tuner
-
-    from fracture_lit.review.finder_plots import plot_lr_curve
-
     datamodule, model, trainer = build(cfg)
     finder = Tuner(trainer).lr_find(
         model, datamodule=datamodule, update_attr=False, **_settings(cfg)
@@ -194,7 +192,6 @@ def find_lr(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 def find_batch_size(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """The largest training batch that runs on one device (Lightning's finder)."""
     import torch
-    from lightning.pytorch.tuner import Tuner
 
     datamodule, model, trainer = build(cfg)
     found = Tuner(trainer).scale_batch_size(

@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from fracture_lit.errors import ConfigError
+from fracture_lit.utils.slurm_ranks import share_start_checkpoint
 
 #: Job names with which Lightning leaves a SLURM allocation alone (``salloc``, ``srun
 #: --pty bash``, ``--job-name=interactive``): the ranks are then not SLURM's tasks.
@@ -182,8 +183,6 @@ def check_allocation(trainer: Any, environ: Mapping[str, str]) -> None:
 def slurm_preflight(cfg: DictConfig, environ: Mapping[str, str] | None = None) -> None:
     """Before the Trainer exists: refuse an allocation that does not fit it, then give
     every SLURM-started rank the checkpoint rank 0 starts from."""
-    from fracture_lit.utils.slurm_ranks import share_start_checkpoint
-
     environ = os.environ if environ is None else environ
     if not slurm_starts_the_ranks(environ):
         return

@@ -34,6 +34,7 @@ from fracture_lit.validation.groups import (
     validate_monitor,
     validate_trainer,
 )
+from fracture_lit.validation.localization import validate_localization
 
 __all__ = [
     "validate_audit",
@@ -58,6 +59,7 @@ def validate_train(cfg: DictConfig) -> None:
     validate_data(cfg, devices=devices)
     validate_model(cfg)
     validate_monitor(cfg)
+    validate_localization(cfg)
     check_checkpoint_backbone(cfg)
     check_writable_dir(cfg.paths.output_dir, "paths.output_dir (the run folder)")
     dirpath = get_value(cfg, "callbacks.model_checkpoint.dirpath")
@@ -90,6 +92,7 @@ def validate_eval(cfg: DictConfig) -> None:
     check_int(cfg, "gradcam.n_fixed", 0)
     check_int(cfg, "gradcam.n_worst", 0)
     validate_data(cfg)
+    validate_localization(cfg)
     check_writable_dir(cfg.paths.output_dir, "paths.output_dir (the evaluation folder)")
 
 
@@ -112,6 +115,7 @@ def validate_predict(cfg: DictConfig) -> None:
     ):
         raise ConfigError("window", window, "must be [centre, width] with width > 0, or null")
     check_int(cfg, "max_image_pixels", 1, optional=True)
+    validate_localization(cfg, regions_key="regions", root_key=None)
     _check_output(cfg, "predict")
 
 

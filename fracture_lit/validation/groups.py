@@ -22,12 +22,12 @@ from fracture_lit.data.loaders import BALANCE_CHOICES
 from fracture_lit.data.transforms import NORMALIZATIONS, PREPROCESS, augment_preset_names
 from fracture_lit.errors import ConfigError, nearest
 from fracture_lit.metrics import METRIC_KEYS
-from fracture_lit.models.factory import check_backbone_name
+from fracture_lit.models.factory import check_backbone_name, check_has_weights
+from fracture_lit.models.weights import IMAGENET, check_weights_file, resolve_weights
 from fracture_lit.stats.temperature import CALIBRATE_CHOICES
 from fracture_lit.utils.environment import ACCELERATORS, PRECISIONS
 from fracture_lit.validation.checkers import (
     MISSING,
-    check_bool,
     check_choice,
     check_float,
     check_int,
@@ -233,7 +233,7 @@ def validate_model(cfg: Any) -> None:
     check_float(cfg, "model.label_smoothing", 0.0, 1.0, high_open=True)
     check_int(cfg, "model.n_bootstrap", 0)
     check_choice(cfg, "model.calibrate", CALIBRATE_CHOICES, fix="e.g. model.calibrate=temperature.")
-    check_bool(cfg, "model.pretrained")
+    _check_weights(cfg)
     check_float(cfg, "model.optimizer.lr", 0.0, 10.0, low_open=True, fix="e.g. 1e-3.")
     check_float(cfg, "model.optimizer.weight_decay", 0.0)
     check_float(cfg, "model.optimizer.momentum", 0.0, 1.0)
@@ -251,6 +251,29 @@ def validate_model(cfg: Any) -> None:
     backbone = get_value(cfg, "model.backbone")
     if isinstance(backbone, str):
         check_backbone_name(backbone)
+
+
+def _check_weights(cfg: Any) -> None:
+    """``model.weights``: none, imagenet (for a backbone that has them) or an existing file;
+    the deprecated ``model.pretrained`` is null, true or false."""
+    pretrained = get_value(cfg, "model.pretrained")
+    if pretrained not in (MISSING, None) and not isinstance(pretrained, bool):
+        raise ConfigError(
+            "model.pretrained", pretrained, "must be true, false or null",
+            "It is deprecated: use model.weights=none|imagenet|/path/to/weights.pth.",
+        )  # fmt: skip
+    weights, path = get_value(cfg, "model.weights"), get_value(cfg, "model.pretrained_file")
+    start = resolve_weights(
+        None if weights is MISSING else weights,
+        None if pretrained is MISSING else pretrained,
+        None if path is MISSING else path,
+    )
+    if start.file is not None:
+        check_weights_file(start.file)
+    backbone = get_value(cfg, "model.backbone")
+    if start.kind == IMAGENET and isinstance(backbone, str):
+        check_backbone_name(backbone)
+        check_has_weights(backbone)
 
 
 def validate_monitor(cfg: Any) -> None:

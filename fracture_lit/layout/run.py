@@ -1,112 +1,11 @@
-"""The one owner of folder layouts: what a run, job, review and sweep folder holds, and where.
-
-Every module that reads or writes a file of a run folder asks these objects for its path;
-no other module spells a file name of these folders. (The Hydra configs name the folders
-Lightning and the callbacks write into: ``checkpoints``, ``csv``, ``review``,
-``split_manifest.csv``; ``tests/test_layout.py`` holds them to this module.)
-
-::
-
-    <run>/                          RunLayout: a training run, a sweep job (<sweep>/<n>/),
-      metrics.json                    an evaluation; predict, export, audit and the pipeline
-      config.yaml                     write their files into such a folder too
-      .hydra/{config,overrides,hydra}.yaml
-      split_manifest.csv
-      checkpoints/{last.ckpt,epoch_NNN.ckpt}
-      csv/metrics.csv
-      review/                       ReviewLayout
-        <split>/{predictions.csv,misclassified.csv,subgroups.json,
-                 confusion.png,roc.png,pr.png,reliability.png}
-        gradcam/{<split>_<kind>_NN.png,index.csv}
-      report.html  <job>.log  *.err  wandb/
-      .resume/{overrides.json,hydra/,owner.lock,slurm_start.json}   .attempts/<n>/
-      predictions.csv  gradcam/       (predict)
-      model.onnx  export.json         (export; export.json beside any output=)
-      leakage_audit.{json,txt}        (audit; a training run writes the json too)
-      label_mapping.json  scored/<stage>.csv   (a merged dataset; leave-one-dataset-out)
-      pipeline.json  stage1/  stage2/  stage1_scores_on_stage2.csv  stage2_subset.csv
-      lr_find.{csv,png}  tune.json    (tune)
-    <sweep>/                        SweepLayout
-      0/ 1/ ...                       job folders (RunLayout)
-      results.csv  results.md  report.html  vs_best.json  cross_dataset.json
-      optuna.db  optimization_results.yaml  search.json  best_config.yaml  slurm_jobs.json
-      .resume/sweep.json  .gpu_slots/  .submitit/<array>_<n>/*_log.err
-
-Pure Python (stdlib only): the report reads folders without torch, and every layer may
-import this module.
-"""
+"""A run folder: a training run, a sweep job or an evaluation, and what it holds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ReviewLayout", "RunLayout", "SweepLayout"]
-
-
-@dataclass(frozen=True)
-class ReviewLayout:
-    """``<run>/review/``: per split its predictions and plots, and the Grad-CAM panels."""
-
-    folder: Path
-
-    PREDICTIONS = "predictions.csv"
-    MISCLASSIFIED = "misclassified.csv"
-    #: ``{attribute: {value: scored block}}`` of one split (region, view, hardware).
-    SUBGROUPS = "subgroups.json"
-    CONFUSION = "confusion.png"
-    ROC = "roc.png"
-    PR = "pr.png"
-    RELIABILITY = "reliability.png"
-    GRADCAM = "gradcam"
-    GRADCAM_INDEX = "index.csv"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "folder", Path(self.folder))
-
-    def split(self, split: str) -> Path:
-        """``review/<split>/``: one split's files."""
-        return self.folder / split
-
-    def predictions(self, split: str) -> Path:
-        return self.split(split) / self.PREDICTIONS
-
-    def misclassified(self, split: str) -> Path:
-        return self.split(split) / self.MISCLASSIFIED
-
-    def subgroups(self, split: str) -> Path:
-        return self.split(split) / self.SUBGROUPS
-
-    def confusion(self, split: str) -> Path:
-        return self.split(split) / self.CONFUSION
-
-    def roc(self, split: str) -> Path:
-        return self.split(split) / self.ROC
-
-    def pr(self, split: str) -> Path:
-        return self.split(split) / self.PR
-
-    def reliability(self, split: str) -> Path:
-        return self.split(split) / self.RELIABILITY
-
-    def split_folders(self) -> list[Path]:
-        """The reviewed splits' folders present (unordered; the Grad-CAM folder excluded)."""
-        if not self.folder.is_dir():
-            return []
-        return [p for p in self.folder.iterdir() if p.is_dir() and p.name != self.GRADCAM]
-
-    @property
-    def gradcam(self) -> Path:
-        return self.folder / self.GRADCAM
-
-    @property
-    def gradcam_index(self) -> Path:
-        """``gradcam/index.csv``: file, kind, split, path, label, predicted, prob per panel."""
-        return self.gradcam / self.GRADCAM_INDEX
-
-    def gradcam_panel(self, split: str, kind: str, number: int) -> Path:
-        """``gradcam/<split>_<kind>_NN.png`` (kind: ``fixed`` or ``worst``)."""
-        return self.gradcam / f"{split}_{kind}_{number:02d}.png"
+from fracture_lit.layout.review import ReviewLayout
 
 
 @dataclass(frozen=True)
@@ -129,6 +28,8 @@ class RunLayout:
     METRICS_CSV = "metrics.csv"
     REVIEW = "review"
     REPORT = "report.html"
+    #: Beside report.html: the run's model card (results/model_card.py).
+    MODEL_CARD = "model_card.md"
     WANDB = "wandb"
     LR_CURVE = "lr_find.csv"
     LR_PLOT = "lr_find.png"
@@ -235,6 +136,10 @@ class RunLayout:
     def report(self) -> Path:
         return self.folder / self.REPORT
 
+    @property
+    def model_card(self) -> Path:
+        return self.folder / self.MODEL_CARD
+
     def logs(self) -> list[Path]:
         """Hydra's job logs (``<job name>.log``: ``train.log``, ``eval.log``), newest first."""
         return sorted(self.folder.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -273,7 +178,7 @@ class RunLayout:
     def attempt_files(self) -> list[Path]:
         """What a failed attempt leaves that a fresh start must not mix with its own."""
         names = (self.METRICS, self.CHECKPOINTS, self.CSV_LOGS, self.WANDB, self.REVIEW,
-                 self.REPORT, self.SCORED)  # fmt: skip
+                 self.REPORT, self.SCORED, self.MODEL_CARD)  # fmt: skip
         return [self.folder / name for name in names]
 
     # --------------------------------------------------------------- other jobs' files
@@ -373,115 +278,3 @@ class RunLayout:
             return f"it is not in a run's {cls.CHECKPOINTS}/ folder (<run>/{cls.CHECKPOINTS}/)"
         run = ckpt.parent.parent
         return f"its run folder {run} has no {cls.METRICS}, {cls.CONFIG} or {cls.HYDRA}/"
-
-
-@dataclass(frozen=True)
-class SweepLayout:
-    """The files of a sweep folder: numbered job folders and what the sweep writes beside."""
-
-    folder: Path
-
-    RESULTS_CSV = "results.csv"
-    RESULTS_MD = "results.md"
-    REPORT = "report.html"
-    VS_BEST = "vs_best.json"
-    #: Leave-one-dataset-out: internal vs external per held-out source, every figure.
-    CROSS_DATASET = "cross_dataset.json"
-    OPTUNA_STUDY = "optuna.db"
-    OPTUNA_RESULTS = "optimization_results.yaml"
-    #: ``{storage, study_name, directions, monitor, pruner}`` of an Optuna search.
-    SEARCH_RECORD = "search.json"
-    #: The best trial's configuration as a primary config, ready to run.
-    BEST_CONFIG = "best_config.yaml"
-    SLURM_JOBS = "slurm_jobs.json"
-    #: ``.resume/sweep.json`` (relative): the command ``python -m fracture_lit.resume`` reruns.
-    RESUME_RECORD = Path(".resume") / "sweep.json"
-    GPU_SLOTS = ".gpu_slots"
-    SUBMITIT = ".submitit"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "folder", Path(self.folder))
-
-    def job(self, num: int) -> RunLayout:
-        """Job ``num``'s folder (``<sweep>/<num>/``), whether it exists yet or not."""
-        return RunLayout(self.folder / str(num))
-
-    def job_folders(self) -> list[Path]:
-        """The numbered job folders (``0``, ``1``, ... ``10``), in numeric order."""
-        return sorted(
-            (p for p in self.folder.iterdir() if p.is_dir() and p.name.isdigit()),
-            key=lambda p: int(p.name),
-        )
-
-    def nested_sweeps(self) -> list[Path]:
-        """Sweep folders below this one (a date folder holds several): for a hint."""
-        jobs = {p.parent for p in self.folder.glob(f"**/[0-9]*/{RunLayout.HYDRA}")}
-        return sorted({p.parent for p in jobs if p.name.isdigit()})
-
-    @property
-    def results_csv(self) -> Path:
-        return self.folder / self.RESULTS_CSV
-
-    @property
-    def results_md(self) -> Path:
-        return self.folder / self.RESULTS_MD
-
-    @property
-    def report(self) -> Path:
-        return self.folder / self.REPORT
-
-    @property
-    def vs_best(self) -> Path:
-        return self.folder / self.VS_BEST
-
-    @property
-    def cross_dataset(self) -> Path:
-        return self.folder / self.CROSS_DATASET
-
-    @property
-    def optuna_study(self) -> Path:
-        """``optuna.db``: the SQLite study a resumed Optuna search continues."""
-        return self.folder / self.OPTUNA_STUDY
-
-    @property
-    def optuna_results(self) -> Path:
-        return self.folder / self.OPTUNA_RESULTS
-
-    @property
-    def search_record(self) -> Path:
-        """``search.json``: where the study of an Optuna search lives (the jobs' pruning
-        callback and the report open the study it names)."""
-        return self.folder / self.SEARCH_RECORD
-
-    @property
-    def best_config(self) -> Path:
-        return self.folder / self.BEST_CONFIG
-
-    @property
-    def slurm_jobs(self) -> Path:
-        """``slurm_jobs.json``: job number, overrides and SLURM id of every submission."""
-        return self.folder / self.SLURM_JOBS
-
-    @property
-    def resume_record(self) -> Path:
-        return self.folder / self.RESUME_RECORD
-
-    @property
-    def gpu_slots(self) -> Path:
-        """``.gpu_slots/``: the lock files parallel local jobs claim their GPUs with."""
-        return self.folder / self.GPU_SLOTS
-
-    @property
-    def submitit(self) -> Path:
-        return self.folder / self.SUBMITIT
-
-    def submitit_error_logs(self, num: int) -> list[Path]:
-        """Job ``num``'s submitit logs (``.submitit/<array id>_<num>/*_log.err``), oldest
-        first within each folder (the layout of Hydra's submitit launcher)."""
-        if not self.submitit.is_dir():
-            return []
-        found: list[Path] = []
-        for folder in self.submitit.iterdir():
-            if folder.is_dir() and folder.name.endswith(f"_{num}"):
-                found += sorted(folder.glob("*_log.err"), key=lambda p: p.stat().st_mtime)
-        return found
