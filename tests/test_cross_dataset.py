@@ -368,6 +368,7 @@ def _ece(p: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # four trainings and external scoring: 650 s on a loaded 2-core machine
 def test_leave_one_dataset_out_preset(samples_root: Path, real_cache: Path, tmp_path: Path) -> None:
     result = run_cli(
         [
