@@ -41,6 +41,7 @@ bench: $(STAMP) ## Benchmarks vs plain baselines -> bench_results/*.json + table
 	$(PY) benchmarks/bench_search.py --out bench_results/search.json
 	$(PY) benchmarks/bench_predict.py --out bench_results/predict.json
 	$(PY) benchmarks/bench_main.py --out bench_results/main.json
+	$(PY) benchmarks/bench_precision.py --out bench_results/precision.json
 
 bench-quick: $(STAMP) ## The headline figures only: resnet18 train step on FracAtlas, loader, predict
 	$(PY) benchmarks/bench_train.py --quick --out bench_results/train.json

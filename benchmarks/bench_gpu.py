@@ -14,12 +14,17 @@ script, no figures worth reading).
 * loader: the training DataLoader alone (cached uint8 images, augmentation, collation),
   images/s; it must be well above the training speed or the GPU waits on the CPU;
 * DDP: ``python -m fracture_lit.train trainer=ddp trainer.devices=N`` vs 1 GPU, scaling
-  efficiency = (time on 1) / (N x time on N).
+  efficiency = (time on 1) / (N x time on N);
+* one scoring precision (issue 22): a run trained under bf16 autocast on the GPU, then
+  ``python -m fracture_lit.eval ckpt_path=<best>``: the test metrics the training run
+  reported against eval's, and the largest |delta prob| per image (both score in fp32:
+  it must stay under 1e-5).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -29,8 +34,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import EpochTimer, compose  # noqa: E402
+from bench_train import compose  # noqa: E402
 from common import REPO_ROOT, machine, median, table, write_json  # noqa: E402
+
+SCORE_TOLERANCE = 1e-5
+# Test metrics at the validation threshold (the training run's ``test/<key>_at_thr``).
+AT_THRESHOLD = ("acc", "recall", "specificity", "f1", "balanced_acc")
 
 
 def standalone_img_s(
@@ -70,6 +79,25 @@ def standalone_img_s(
     return steps * batch / (time.perf_counter() - start)
 
 
+def epoch_timer() -> Any:
+    """A Lightning callback keeping each training epoch's wall time (``.epochs``, seconds).
+    (bench_train.py no longer has one; its lockstep timer times two sides.)"""
+    from lightning.pytorch.callbacks import Callback
+
+    class _EpochTimer(Callback):
+        def __init__(self) -> None:
+            self.epochs: list[float] = []
+            self._start = 0.0
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self._start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self.epochs.append(time.perf_counter() - self._start)
+
+    return _EpochTimer()
+
+
 def fracture_lit_img_s(size: int, batch: int, workdir: Path, dry: bool) -> dict[str, float]:
     """Training images/s inside fracture_lit, and the loader's own images/s."""
     import hydra
@@ -104,7 +132,7 @@ def fracture_lit_img_s(size: int, batch: int, workdir: Path, dry: bool) -> dict[
     model = hydra.utils.instantiate(
         cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.classes
     )
-    timer = EpochTimer()
+    timer = epoch_timer()
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=[*instantiate_group(cfg.get("callbacks")), timer],
@@ -139,6 +167,56 @@ def ddp_scaling(gpus: int, workdir: Path) -> dict[str, Any]:
         "gpus": gpus,
         "seconds": times,
         "efficiency": times[1] / (gpus * times[gpus]) if gpus > 1 else 1.0,
+    }
+
+
+def _probs(csv_path: Path) -> dict[str, float]:
+    import csv
+
+    with csv_path.open(newline="") as stream:
+        return {r["path"]: float(r["prob_fractured"]) for r in csv.DictReader(stream)}
+
+
+def scoring_consistency(workdir: Path, dry: bool) -> dict[str, Any]:
+    """Train under bf16 autocast, then eval the best checkpoint with no data arguments (the
+    run's own test split): the training run's test figures against eval's, per metric and
+    per image."""
+    from fracture_lit.layout import RunLayout
+
+    accelerator = "cpu" if dry else "gpu"
+    train_dir, eval_dir = workdir / "consistency-train", workdir / "consistency-eval"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    train = [
+        sys.executable, "-m", "fracture_lit.train", "data=synthetic",
+        f"data.root={workdir / 'synthetic-consistency'}", f"data.n_per_class={24 if dry else 400}",
+        "data.render_size=64", f"data.image_size={32 if dry else 128}", "data.batch_size=16",
+        "trainer.max_epochs=2", f"trainer.accelerator={accelerator}", "trainer.devices=1",
+        "trainer.precision=bf16-mixed", "callbacks.review.gradcam=false", "logger=csv",
+        f"hydra.run.dir={train_dir}",
+    ]  # fmt: skip
+    subprocess.run(train, check=True, cwd=REPO_ROOT, env=env)
+    trained = json.loads(RunLayout(train_dir).metrics.read_text())
+    ckpt = trained["best_model_path"]
+    evaluate = [
+        sys.executable, "-m", "fracture_lit.eval", f"ckpt_path={ckpt}", "n_bootstrap=20",
+        "gradcam.enabled=false", f"device={'cpu' if dry else 'cuda'}",
+        f"hydra.run.dir={eval_dir}",
+    ]  # fmt: skip
+    subprocess.run(evaluate, check=True, cwd=REPO_ROOT, env=env)
+    evaluated = json.loads(RunLayout(eval_dir).metrics.read_text())
+    want, got = trained["test"]["metrics"], evaluated["eval"]["metrics"]
+    metric_delta = {k: abs(want[f"test/{k}_at_thr"] - got[f"eval/{k}"]) for k in AT_THRESHOLD}
+    metric_delta.update({k: abs(want[f"test/{k}"] - got[f"eval/{k}"]) for k in ("auroc", "brier")})
+    train_probs = _probs(RunLayout(train_dir).review.predictions("test"))
+    eval_probs = _probs(RunLayout(eval_dir).review.predictions("test"))
+    max_prob_delta = max(abs(p - eval_probs[path]) for path, p in train_probs.items())
+    return {
+        "precision": trained.get("precision"),
+        "images": len(train_probs),
+        "max_abs_prob_delta": max_prob_delta,
+        "max_abs_metric_delta": max(metric_delta.values()),
+        "metric_delta": metric_delta,
+        "agree": max_prob_delta <= SCORE_TOLERANCE,
     }
 
 
@@ -179,6 +257,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  fracture_lit {size}px: {figures}")
         gpus = torch.cuda.device_count() if device == "cuda" else 1
         ddp = ddp_scaling(gpus, Path(tmp)) if device == "cuda" and not args.no_ddp else None
+        consistency = scoring_consistency(Path(tmp), args.dry)
+        print(f"  one scoring precision: {consistency}")
     return {
         "benchmark": "gpu",
         "dry_run_on_cpu": args.dry,
@@ -187,6 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "standalone": standalone,
         "fracture_lit": inside,
         "ddp": ddp,
+        "scoring_consistency": consistency,
     }
 
 
@@ -212,6 +293,11 @@ def print_table(result: dict[str, Any]) -> None:
         d = result["ddp"]
         print(f"\nDDP: 1 GPU {d['seconds'][1]:.0f} s, {d['gpus']} GPUs "
               f"{d['seconds'][d['gpus']]:.0f} s, scaling efficiency {d['efficiency']:.2f}")  # fmt: skip
+    c = result["scoring_consistency"]
+    print(f"\nTrained in {c['precision']}, scored in fp32: training run vs eval on "
+          f"{c['images']} test images, max |delta prob| {c['max_abs_prob_delta']:.2e}, "
+          f"max |delta metric| {c['max_abs_metric_delta']:.2e} "
+          f"({'agree' if c['agree'] else 'DISAGREE'} to {SCORE_TOLERANCE:g})")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,6 +92,15 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600, env: dict | None = N
     )
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``gpu`` skip, saying why, on a machine without CUDA."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA GPU (marked gpu); torch sees none on this machine")
+
+
 # --- real dataset samples (read-only, outside the repo) -----------------------------------
 SHARED_DATA_ENV = "FRACTURE_LIT_SHARED_DATA"
 

@@ -5,6 +5,7 @@ export."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -20,27 +21,47 @@ from tests.conftest import TINY, compose_entry, compose_train
 
 
 @pytest.fixture(scope="module")
-def calibrated_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> dict:
-    """One tiny run with model.calibrate=temperature, review on (no Grad-CAM: not tested)."""
+def calibrated_runs(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> Callable:
+    """A tiny run with model.calibrate=temperature, review on (no Grad-CAM: not tested),
+    once per precision asked for."""
     from fracture_lit.tasks.training import run
 
-    out = tmp_path_factory.mktemp("calibrated")
-    cfg = compose_train(
-        [
-            *TINY,
-            f"data.root={synthetic_root}",
-            "model.calibrate=temperature",
-            "trainer.max_epochs=2",
-            "callbacks.review.gradcam=false",
-        ],
-        out,
-    )
-    try:
-        results = run(cfg)
-    finally:
-        GlobalHydra.instance().clear()
-    assert results["status"] == "done"
-    return {"results": results, "out": out, "ckpt": Path(results["best_model_path"])}
+    made: dict[str, dict] = {}
+
+    def trained(precision: str) -> dict:
+        if precision in made:
+            return made[precision]
+        out = tmp_path_factory.mktemp(f"calibrated_{precision}")
+        cfg = compose_train(
+            [
+                *TINY,
+                f"data.root={synthetic_root}",
+                "model.calibrate=temperature",
+                "trainer.max_epochs=2",
+                "callbacks.review.gradcam=false",
+                f"trainer.precision={precision}",
+            ],
+            out,
+        )
+        try:
+            results = run(cfg)
+        finally:
+            GlobalHydra.instance().clear()
+        assert results["status"] == "done"
+        made[precision] = {"results": results, "out": out, "ckpt": Path(results["best_model_path"])}
+        return made[precision]
+
+    return trained
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(calibrated_runs: Callable) -> dict:
+    return calibrated_runs("32-true")
+
+
+# Comparisons of the training run's numbers with another path's: trained in fp32 and
+# under bf16 autocast (on any CPU), scored in fp32 either way.
+both_precisions = pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 
 
 def test_temperature_is_fitted_on_validation_without_raising_its_nll(calibrated_run) -> None:
@@ -69,7 +90,9 @@ def test_checkpoints_without_a_temperature_load_with_one(calibrated_run, tmp_pat
     assert load_checkpoint(old).temperature == 1.0
 
 
-def test_every_evaluation_reports_ece_and_brier_with_intervals(calibrated_run) -> None:
+@both_precisions
+def test_every_evaluation_reports_ece_and_brier_with_intervals(calibrated_runs, precision) -> None:
+    calibrated_run = calibrated_runs(precision)
     results = calibrated_run["results"]
     for stage in ("val", "test"):
         block = results[stage]
@@ -115,9 +138,13 @@ def test_predict_applies_the_temperature(calibrated_run, synthetic_root: Path, t
     assert np.abs(got - unscaled).max() > 1e-4  # the temperature made a difference
 
 
-def test_eval_scores_the_calibrated_probabilities(calibrated_run, synthetic_root: Path, tmp_path):
+@both_precisions
+def test_eval_scores_the_calibrated_probabilities(
+    calibrated_runs, precision, synthetic_root: Path, tmp_path
+):
     from fracture_lit.tasks.evaluating import run as eval_run
 
+    calibrated_run = calibrated_runs(precision)
     cfg = compose_entry(
         "eval",
         [

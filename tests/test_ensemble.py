@@ -23,28 +23,42 @@ from fracture_lit.tasks import evaluating as evaluate_cli
 from fracture_lit.tasks import predicting as predict_cli
 from tests.conftest import TINY, compose_entry, compose_train
 
+SWEEP = (
+    ("sweep/0", ["seed=1", "data.split_seed=42"]),
+    ("sweep/1", ["seed=2", "data.split_seed=42"]),
+)
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Best checkpoints of three tiny runs; sweep/0 and sweep/1 share their split."""
+
+def _train_runs(base: Path, jobs: tuple, *extra: str) -> dict[str, Path]:
+    """Best checkpoints of tiny runs (name -> overrides) in ``base``."""
     from fracture_lit.tasks.training import run as train_run
 
-    base = tmp_path_factory.mktemp("ensemble")
     data = base / "data" / "synthetic"
     out: dict[str, Path] = {"base": base, "sweep": base / "sweep", "data": data}
-    for name, extra in (
-        ("sweep/0", ["seed=1", "data.split_seed=42"]),
-        ("sweep/1", ["seed=2", "data.split_seed=42"]),
-        ("other", ["seed=3", "data.split_seed=7"]),
-    ):
+    for name, overrides in jobs:
         cfg = compose_train(
-            [*TINY, f"data.root={data}", "data.n_per_class=32", *extra], base / name
+            [*TINY, f"data.root={data}", "data.n_per_class=32", *overrides, *extra], base / name
         )
         results = train_run(cfg)
         assert results["status"] == "done"
         out[name] = Path(results["best_model_path"])
     GlobalHydra.instance().clear()
     return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Best checkpoints of three tiny runs; sweep/0 and sweep/1 share their split."""
+    other = ("other", ["seed=3", "data.split_seed=7"])
+    return _train_runs(tmp_path_factory.mktemp("ensemble"), (*SWEEP, other))
+
+
+@pytest.fixture(scope="module")
+def bf16_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """sweep/0 and sweep/1 trained under bf16 autocast (their reviews scored in fp32)."""
+    return _train_runs(
+        tmp_path_factory.mktemp("ensemble_bf16"), SWEEP, "trainer.precision=bf16-mixed"
+    )
 
 
 def _val_probs(ckpt: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +69,13 @@ def _val_probs(ckpt: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array([float(r["prob_fractured"]) for r in rows]), labels
 
 
-def test_a_sweep_folder_is_its_done_jobs_and_the_threshold_is_chosen_again(runs) -> None:
+# The members' training runs scored their validation images; the ensemble scores them
+# again: trained in fp32 and under bf16 autocast, the two must agree.
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_a_sweep_folder_is_its_done_jobs_and_the_threshold_is_chosen_again(
+    precision, request
+) -> None:
+    runs = request.getfixturevalue("runs" if precision == "32-true" else "bf16_runs")
     assert checkpoint_paths(runs["sweep"]) == [runs["sweep/0"], runs["sweep/1"]]
     ensemble = load_ensemble(runs["sweep"])
     assert len(ensemble.members) == 2 and ensemble.name.startswith("ensemble of 2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -36,16 +37,26 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fracatlas_run(shared_data: Path, cache: Path, tmp_path_factory) -> dict:
-    """A tiny model trained on the FracAtlas sample (once for the module)."""
-    out = tmp_path_factory.mktemp("fracatlas_run")
-    root = _root(shared_data, FRACATLAS)
-    cfg = compose_entry(
-        "train", ["data=fracatlas", f"data.root={root}", f"data.cache_dir={cache}", *SMALL], out
-    )
-    results = train_run(cfg)
-    assert results["status"] == "done"
-    return results
+def fracatlas_runs(shared_data: Path, cache: Path, tmp_path_factory) -> Callable[[str], dict]:
+    """A tiny model trained on the FracAtlas sample, once per precision asked for."""
+    made: dict[str, dict] = {}
+
+    def trained(precision: str) -> dict:
+        if precision not in made:
+            out = tmp_path_factory.mktemp(f"fracatlas_run_{precision}")
+            root = _root(shared_data, FRACATLAS)
+            overrides = ["data=fracatlas", f"data.root={root}", f"data.cache_dir={cache}", *SMALL]
+            cfg = compose_entry("train", [*overrides, f"trainer.precision={precision}"], out)
+            made[precision] = train_run(cfg)
+            assert made[precision]["status"] == "done"
+        return made[precision]
+
+    return trained
+
+
+@pytest.fixture(scope="module")
+def fracatlas_run(fracatlas_runs: Callable[[str], dict]) -> dict:
+    return fracatlas_runs("32-true")
 
 
 def _eval(out: Path, *overrides: str) -> dict:
@@ -53,7 +64,12 @@ def _eval(out: Path, *overrides: str) -> dict:
     return evaluate_cli.run(cfg)
 
 
-def test_eval_on_the_training_data_reuses_its_split(fracatlas_run, shared_data, cache, tmp_path):
+# Trained in fp32 and under bf16 autocast (on any CPU): scored in fp32 either way.
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_eval_on_the_training_data_reuses_its_split(
+    fracatlas_runs, precision, shared_data, cache, tmp_path
+):
+    fracatlas_run = fracatlas_runs(precision)
     ckpt = fracatlas_run["best_model_path"]
     root = _root(shared_data, FRACATLAS)
     results = _eval(

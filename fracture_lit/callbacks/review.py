@@ -2,7 +2,11 @@
 
 After fitting, ``train`` evaluates the best checkpoint on validation and test; this
 callback runs right then (not every epoch), on rank 0 only, with the weights that are
-reported. It writes ``<run folder>/review/`` (see :mod:`fracture_lit.review.artifacts`), the
+reported. It reviews the scores that evaluation computed (the module keeps every image's
+fp32 probability, :attr:`FractureClassifier.epoch_predictions`), so the figures show the
+reported numbers and no image is predicted twice; only where those scores cannot be
+matched to the images (a limited evaluation) is the split predicted again. Grad-CAM runs
+its forward/backward on the chosen images only. It writes ``<run folder>/review/`` (see :mod:`fracture_lit.review.artifacts`), the
 split's per-subgroup scores (``review/<split>/subgroups.json``: region, view, hardware) and,
 when the run logs to W&B, the same confusion matrix, ROC/PR curves, Grad-CAM gallery and
 misclassified-image table into the W&B run. With annotated regions (``data.regions``;
@@ -14,6 +18,7 @@ misclassified-image table into the W&B run. With annotated regions (``data.regio
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.evaluation.scoring import score_all_subgroups
 from fracture_lit.evaluation.subgroups import SUBGROUP_ATTRIBUTES
 from fracture_lit.inference.pipeline import InputPipeline
-from fracture_lit.inference.split import predict_split
+from fracture_lit.inference.split import predict_split, with_split_images
 from fracture_lit.layout import ReviewLayout
 from fracture_lit.localization.outputs import LocalizationRun
 from fracture_lit.localization.wandb_log import log_localization
@@ -53,12 +58,15 @@ class ReviewCallback(Callback):
         log_to_wandb: bool = True,
         batch_size: int = 64,
         localization: Mapping[str, Any] | None = None,
+        reuse_scores: bool = True,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.splits = tuple(splits)
         self.n_fixed, self.n_worst = int(n_fixed), int(n_worst)
         self.gradcam, self.target_layer = gradcam, target_layer
         self.log_to_wandb, self.batch_size = log_to_wandb, int(batch_size)
+        # False predicts every image again (what the review did before; bench_main compares).
+        self.reuse_scores = bool(reuse_scores)
         self.written: dict[str, object] = {}
         self.localization = (
             LocalizationRun(localization, target_layer=target_layer) if localization else None
@@ -88,19 +96,42 @@ class ReviewCallback(Callback):
                 exc_info=True,
             )
 
+    def _predictions(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, split: str
+    ) -> SplitPredictions:
+        """The scores the evaluation just computed, matched to the split's images; the
+        split predicted again on rank 0 only where they cannot be (logged, with why)."""
+        kept = getattr(pl_module, "epoch_predictions", {}).get(split) if self.reuse_scores else None
+        if kept is not None:
+            try:
+                pred = with_split_images(kept, trainer.datamodule, split, trainer.world_size)
+            except ValueError as why:
+                log.info("Review of %s: predicting it again on rank 0 (%s).", split, why)
+            else:
+                log.info(
+                    "Review of %s: the evaluation's %d fp32 scores (from %d rank(s)), not "
+                    "predicted again.",
+                    split,
+                    len(pred.labels),
+                    trainer.world_size,
+                )
+                return pred
+        return predict_split(
+            pl_module,
+            trainer.datamodule,
+            split,
+            list(pl_module.class_names),
+            threshold=float(pl_module.decision_threshold),
+            batch_size=self.batch_size,
+            temperature=float(pl_module.temperature),
+        )
+
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> None:
         datamodule = trainer.datamodule
+        started = time.perf_counter()
         # Lightning evaluates under inference_mode, which Grad-CAM's backward cannot run in.
         with torch.inference_mode(False):
-            pred = predict_split(
-                pl_module,
-                datamodule,
-                split,
-                list(pl_module.class_names),
-                threshold=float(pl_module.decision_threshold),
-                batch_size=self.batch_size,
-                temperature=float(pl_module.temperature),
-            )
+            pred = self._predictions(trainer, pl_module, split)
             pipeline = InputPipeline(
                 InputSettings.from_datamodule(
                     datamodule, pl_module.class_names, float(pl_module.decision_threshold)
@@ -118,7 +149,12 @@ class ReviewCallback(Callback):
             self._localize(trainer, pl_module, pred, pipeline)
         self.written[split] = files
         self._write_subgroups(pred, pl_module, datamodule)
-        log.info("Review of %s written to %s", split, self.output_dir)
+        log.info(
+            "Review of %s written to %s in %.1f s",
+            split,
+            self.output_dir,
+            time.perf_counter() - started,
+        )
         if self.log_to_wandb:
             self._log_wandb(trainer, pred, files)
 

@@ -23,6 +23,7 @@ from fracture_lit.data.input_settings import InputSettings
 from fracture_lit.data.readers import read_image
 from fracture_lit.data.transforms import ImageTransform, Normalizer
 from fracture_lit.errors import ConfigError
+from fracture_lit.utils.precision import fp32_scoring
 
 __all__ = ["TTA_MODES", "InputPipeline", "check_tta", "predict_probs"]
 
@@ -91,14 +92,16 @@ def predict_probs(
     tta: str = "none",
 ) -> torch.Tensor:
     """Probabilities ``(B, num_classes)``, float32: ``softmax(logits / temperature)``,
-    averaged over the ``tta`` views, ``chunk`` images at a time."""
-    device = next(model.parameters()).device
+    averaged over the ``tta`` views, ``chunk`` images at a time, computed in fp32 (no
+    autocast, no TF32) like the training run's validation and test scores."""
+    weight = next(model.parameters())
     views = _views(batch, check_tta(tta))
     outs = []
-    for start in range(0, batch.shape[0], chunk):
-        probs = [
-            torch.softmax(model(v[start : start + chunk].to(device)).float() / temperature, 1)
-            for v in views
-        ]
-        outs.append(torch.stack(probs).mean(0).cpu())
+    with fp32_scoring(weight.device.type):  # the one scoring precision (utils/precision.py)
+        for start in range(0, batch.shape[0], chunk):
+            probs = [
+                torch.softmax(model(v[start : start + chunk].to(weight)).float() / temperature, 1)
+                for v in views
+            ]
+            outs.append(torch.stack(probs).mean(0).cpu())
     return torch.cat(outs) if outs else torch.empty(0)

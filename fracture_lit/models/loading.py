@@ -50,6 +50,8 @@ class LoadedCheckpoint:
     path: Path
     model: Any  # FractureClassifier (imported lazily: lightning is slow to import)
     settings: InputSettings
+    # The precision its weights were trained in (None: written before it was recorded).
+    trained_precision: str | None = None
 
     @property
     def backbone(self) -> str:
@@ -154,7 +156,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     if not settings.class_names:
         settings = settings.replace(class_names=tuple(model.class_names))
     model.temperature.fill_(settings.temperature)
-    return LoadedCheckpoint(path=path, model=model, settings=settings)
+    trained = (checkpoint["fracture_lit"].get("precision") or {}).get("train")
+    return LoadedCheckpoint(path=path, model=model, settings=settings, trained_precision=trained)
 
 
 def _norm(name: str) -> str:

@@ -1,10 +1,13 @@
 """FractureClassifier: one LightningModule for every backbone and every dataset.
 
 Every epoch logs the torchmetrics collection of its stage (synchronised across ranks).
-Validation and test epochs also keep their scores: validation fits what is chosen on it
+Validation and test epochs also keep their logits: validation fits what is chosen on it
 (the temperature, the Youden threshold), and both are scored by
 :func:`fracture_lit.evaluation.scoring.score`, the function eval uses, into the blocks of
-metrics.json.
+metrics.json. Validation, test and predict steps compute in fp32 whatever the trainer's
+precision (:func:`~fracture_lit.utils.precision.fp32_scoring`): training may run under bf16
+autocast, but what is reported and chosen comes from the probabilities eval, predict,
+serve and the ONNX model compute for the same checkpoint.
 """
 
 from __future__ import annotations
@@ -18,20 +21,29 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from torchmetrics import CatMetric, MaxMetric, MeanMetric, MinMetric
+from torchmetrics import MaxMetric, MinMetric
 
 from fracture_lit.evaluation.predictions import SplitPredictions
 from fracture_lit.evaluation.scoring import score
-from fracture_lit.metrics import build_confusion_matrix, build_metrics, metric_inputs
+from fracture_lit.metrics import metric_inputs
 from fracture_lit.models.factory import create_backbone
 from fracture_lit.models.freeze import freeze_backbone, set_frozen_bn_eval
+from fracture_lit.models.stage_metrics import StageMetrics
 from fracture_lit.stats.splits import SPLITS
-from fracture_lit.stats.temperature import CALIBRATE_CHOICES, apply_temperature, fit_temperature
+from fracture_lit.stats.temperature import CALIBRATE_CHOICES, fit_temperature
 from fracture_lit.stats.youden import youden_threshold
+from fracture_lit.utils.precision import (
+    SCORE_PRECISION,
+    fp32_scoring,
+    refuse_half_weights,
+    scoring_dtype,
+)
 
 # Epoch values are computed by torchmetrics after it synchronised the ranks' states, so
 # Lightning's advice to reduce them again with sync_dist does not apply.
 warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
+
+__all__ = ["FractureClassifier", "StageMetrics"]
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -43,58 +55,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
-
-
-class StageMetrics(torch.nn.Module):
-    """Everything one stage (train/val/test) accumulates over an epoch.
-
-    A step only keeps its detached scores, targets and loss; the metrics are updated once
-    per epoch from the concatenated batches (:meth:`flush`). Updating a dozen torchmetrics
-    on every step cost more host time than the step's small-image forward pass on CPU; the
-    epoch values are the same, and under DDP each rank still updates its own states, which
-    torchmetrics synchronises in ``compute``.
-    """
-
-    def __init__(self, num_classes: int, stage: str) -> None:
-        super().__init__()
-        self.collection = build_metrics(num_classes, prefix=f"{stage}/")
-        self.confusion = build_confusion_matrix(num_classes)
-        self.loss = MeanMetric()
-        # Scores and targets, for the Youden threshold and bootstrap intervals (val/test).
-        self.keep_scores = stage != "train"
-        self.scores = CatMetric()
-        self.targets = CatMetric()
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        # A checkpoint taken mid-epoch (resume, preemption) reads the metric states right
-        # after the model's state_dict: flush first so they hold every batch seen so far.
-        self.register_state_dict_pre_hook(lambda module, *_: module.flush())
-
-    def update(self, scores: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
-        """Keep one batch (detached) until :meth:`flush`."""
-        self._pending.append((scores.detach(), targets.detach(), loss.detach().reshape(())))
-
-    def flush(self) -> None:
-        """Update every metric once with the batches kept since the last flush."""
-        if not self._pending:
-            return
-        scores = torch.cat([s for s, _, _ in self._pending])
-        targets = torch.cat([t for _, t, _ in self._pending])
-        losses = torch.stack([loss.float() for _, _, loss in self._pending])
-        counts = torch.tensor(
-            [t.numel() for _, t, _ in self._pending], dtype=torch.float32, device=losses.device
-        )
-        self._pending.clear()
-        self.collection.update(scores, targets)
-        self.confusion.update(scores, targets)
-        self.loss.update(losses, weight=counts)
-        if self.keep_scores:
-            self.scores.update(scores)
-            self.targets.update(targets)
-
-    def reset(self) -> None:
-        self._pending.clear()
-        for metric in (self.collection, self.confusion, self.loss, self.scores, self.targets):
-            metric.reset()
 
 
 class FractureClassifier(L.LightningModule):
@@ -213,8 +173,14 @@ class FractureClassifier(L.LightningModule):
             label_smoothing=self.hparams.label_smoothing,
         )
 
+    def score_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits in fp32 whatever the trainer's precision: what every score comes from."""
+        with fp32_scoring(x.device.type):
+            return self(x.to(scoring_dtype(self.net))).float()
+
     # ----------------------------------------------------------------- lifecycle hooks
     def setup(self, stage: str) -> None:
+        refuse_half_weights(self.trainer.precision)
         if self.hparams.class_weights == "balanced" and stage == "fit":
             counts = self.trainer.datamodule.class_counts("train")
             counts_t = torch.tensor(counts, dtype=torch.float32).clamp(min=1)
@@ -232,10 +198,11 @@ class FractureClassifier(L.LightningModule):
     # ----------------------------------------------------------------- steps
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self(x) if stage == "train" else self.score_logits(x)
         loss = self.loss(logits, y)
         scores = metric_inputs(logits, self.num_classes)
-        self._stage(stage).update(scores, y, loss.detach())
+        kept = None if stage == "train" else logits
+        self._stage(stage).update(scores, y, loss.detach(), kept)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -251,7 +218,7 @@ class FractureClassifier(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, list | tuple) else batch
-        return torch.softmax(self(x).float() / self.temperature, dim=1)
+        return torch.softmax(self.score_logits(x) / self.temperature, dim=1)
 
     # ----------------------------------------------------------------- epoch ends
     def _stage(self, stage: str) -> StageMetrics:
@@ -269,26 +236,26 @@ class FractureClassifier(L.LightningModule):
             "confusion_matrix": acc.confusion.compute().cpu().tolist(),
         }
         if acc.keep_scores:
-            scores, targets = self._kept_predictions(acc)
+            logits, targets = self._kept_predictions(acc)
             summary["n"] = int(targets.numel())
             if not self.trainer.sanity_checking:
-                summary = self._score_epoch(stage, scores, targets, logged)
+                summary = self._score_epoch(stage, logits, targets, logged)
         acc.reset()
         self.epoch_summary[stage] = summary
         return summary["metrics"]
 
     @staticmethod
     def _kept_predictions(acc: StageMetrics) -> tuple[torch.Tensor, torch.Tensor]:
-        """The epoch's scores (uncalibrated) and targets, on the CPU.
+        """The epoch's fp32 logits (uncalibrated) and targets, on the CPU.
 
         Under DDP these are every rank's, gathered rank after rank: with Lightning's
         ``UnrepeatedDistributedSampler`` rank ``r`` holds the split's images
         ``r, r + W, r + 2W, ...``, which is how they map back to image paths.
         """
-        return acc.scores.compute().cpu(), acc.targets.compute().cpu().long()
+        return acc.logits.compute().cpu(), acc.targets.compute().cpu().long()
 
     def _score_epoch(
-        self, stage: str, scores: torch.Tensor, targets: torch.Tensor, logged: dict[str, float]
+        self, stage: str, logits: torch.Tensor, targets: torch.Tensor, logged: dict[str, float]
     ) -> dict[str, Any]:
         """The epoch's block of metrics.json, scored by
         :func:`~fracture_lit.evaluation.scoring.score` like eval's.
@@ -309,8 +276,9 @@ class FractureClassifier(L.LightningModule):
         """
         fitted: dict[str, float] = {}
         summary: dict[str, Any] = {}
+        binary = self.num_classes == 2
         if stage == "val" and self.hparams.calibrate == "temperature":
-            fit = fit_temperature(scores, targets)
+            fit = fit_temperature(metric_inputs(logits, self.num_classes), targets)
             self.temperature.fill_(fit.temperature)
             fitted["val/temperature"] = fit.temperature
             summary["temperature_fit"] = {
@@ -318,8 +286,9 @@ class FractureClassifier(L.LightningModule):
                 "nll_before": fit.nll_before,
                 "nll_after": fit.nll_after,
             }
-        scores = apply_temperature(scores, float(self.temperature))
-        binary = self.num_classes == 2
+        # softmax(logits / T), as eval and predict compute it (inference/pipeline.py).
+        probs = torch.softmax(logits / float(self.temperature), 1)
+        scores = probs[:, 1] if binary else probs
         if stage == "val" and binary and targets.unique().numel() == 2:
             youden = youden_threshold(scores, targets)
             self.decision_threshold.fill_(youden.threshold)
@@ -332,11 +301,7 @@ class FractureClassifier(L.LightningModule):
                 }
             )
         pred = SplitPredictions.from_scores(
-            stage,
-            self.class_names,
-            scores.numpy(),
-            targets.numpy(),
-            float(self.decision_threshold),
+            stage, self.class_names, probs.numpy(), targets.numpy(), float(self.decision_threshold)
         )
         self.epoch_predictions[stage] = pred
         final = stage == "test" or self.trainer.state.fn == "validate"
@@ -397,15 +362,20 @@ class FractureClassifier(L.LightningModule):
         checkpoint.get("state_dict", {}).setdefault("temperature", torch.tensor(1.0))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
         checkpoint["fracture_lit"] = {
             "backbone": self.hparams.backbone,
             "class_names": list(self.class_names),
             "in_chans": int(self.hparams.in_chans),
             "decision_threshold": float(self.decision_threshold),
             "temperature": float(self.temperature),
+            # What trained the weights, and what every score of them is computed in.
+            "precision": {
+                "train": str(trainer.precision if trainer else "?"),
+                "score": SCORE_PRECISION,
+            },
         }
         # Resuming from this checkpoint continues the same W&B run (see train.wandb_settings).
-        trainer = self._trainer
         for logger in trainer.loggers if trainer is not None else ():
             if isinstance(logger, WandbLogger) and logger.version:
                 checkpoint["fracture_lit"]["wandb_run_id"] = str(logger.version)

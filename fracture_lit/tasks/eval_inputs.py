@@ -1,5 +1,8 @@
 """What an evaluation scores: the data fed as each checkpoint expects, and its predictions.
 
+With no dataset named on the command line, eval scores the data the checkpoint's run
+trained on (:func:`use_the_run_data`: its ``config.yaml`` data block), so
+``python -m fracture_lit.eval ckpt_path=<ckpt>`` means "the run's own test split".
 Evaluating on the dataset a checkpoint was trained on reuses that run's
 ``split_manifest.csv``, so "test" means the same images it meant during training; a test
 split redrawn with another seed would contain training images. Members of an ensemble
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fracture_lit.errors import ConfigError
@@ -23,9 +27,71 @@ from fracture_lit.layout import RunLayout
 from fracture_lit.models.loading import match_classes
 from fracture_lit.stats.splits import SPLITS
 
-__all__ = ["build_datamodule", "member_predictions", "training_manifest", "wanted_splits"]
+__all__ = [
+    "build_datamodule",
+    "data_overrides",
+    "member_predictions",
+    "training_manifest",
+    "use_the_run_data",
+    "wanted_splits",
+]
 
 log = logging.getLogger("fracture_lit.eval")
+
+
+# Overrides that choose *which* dataset is scored; other data.* keys (cache_dir,
+# num_workers, ...) tune how the run's own data is read.
+_DATASET_KEYS = ("data", "data._target_", "data.root")
+
+
+def data_overrides() -> list[str] | None:
+    """The command line's ``data`` overrides as keys (``data``, ``data.root``, ``~data.x``
+    kept with its ``~``), or None when no Hydra command line is known (a config built in
+    code says what it means)."""
+    if not HydraConfig.initialized():
+        return None
+    keys = []
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+")
+        if key.lstrip("~") == "data" or key.lstrip("~").startswith("data."):
+            keys.append(key)
+    return keys
+
+
+def use_the_run_data(cfg: DictConfig, ckpt_path: Path) -> str:
+    """Score the data the checkpoint's run trained on unless the command line names one.
+
+    ``data=...``, ``data.root=...`` (or a config built in code) keep ``cfg.data``: external
+    validation. Otherwise ``cfg.data`` becomes the run's resolved data block (its
+    ``config.yaml``), with the command line's other ``data.*`` values on top, and
+    :func:`build_datamodule` then reuses the run's split manifest. Returns where the data
+    came from (recorded in metrics.json); refuses a checkpoint outside its run folder.
+    """
+    keys = data_overrides()
+    if keys is None or any(key.lstrip("~") in _DATASET_KEYS for key in keys):
+        return "the command line"
+    run = RunLayout.of_checkpoint(ckpt_path)
+    trained = OmegaConf.load(run.config).get("data") if run and run.config.is_file() else None
+    if trained is None:
+        why = RunLayout.checkpoint_hint(ckpt_path) if run is None else f"{run.config} is missing"
+        raise ConfigError(
+            "ckpt_path",
+            str(ckpt_path),
+            f"no data was given and the data it was trained on is unknown ({why})",
+            "Name the data to score: data=<dataset> data.root=<folder> (add "
+            "data.manifest=<its run's split_manifest.csv> for the run's own test split).",
+        )
+    with open_dict(trained):
+        for key in keys:
+            path = key.lstrip("~").removeprefix("data.")
+            if key.startswith("~"):
+                trained.pop(path, None)
+            else:
+                OmegaConf.update(trained, path, OmegaConf.select(cfg, key), force_add=True)
+    with open_dict(cfg):
+        cfg.data = trained
+    log.info("No data given: scoring the data of the checkpoint's run %s", run.folder)
+    return f"the checkpoint's run ({run.folder})"
 
 
 def training_manifest(cfg: DictConfig, ckpt_path: Path) -> Path | None:

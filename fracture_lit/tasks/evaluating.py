@@ -28,9 +28,10 @@ from fracture_lit.results.paired import JobPredictions, compare
 from fracture_lit.review.artifacts import write_review
 from fracture_lit.review.wandb_log import log_review
 from fracture_lit.tasks.checkpoints import configured_ensemble
-from fracture_lit.tasks.eval_inputs import member_predictions
+from fracture_lit.tasks.eval_inputs import member_predictions, use_the_run_data
 from fracture_lit.tasks.localizing import localize_evaluation
 from fracture_lit.utils.environment import configure_wandb_mode
+from fracture_lit.utils.precision import SCORE_PRECISION
 from fracture_lit.validation import validate_eval
 
 __all__ = ["evaluate", "run"]
@@ -71,6 +72,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     first = ensemble.members[0]
     for member in ensemble.members:
         log.info("Checkpoint %s: %s, classes %s", member.path, member.backbone, member.class_names)
+    data_from = use_the_run_data(cfg, first.path)
     member_preds, datamodule = member_predictions(cfg, ensemble)
     base = member_preds[0]
     pred = SplitPredictions(
@@ -91,8 +93,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "classes": first.class_names,
         "data": str(cfg.data._target_).rsplit(".", 1)[-1],
         "data_root": str(datamodule.root),
+        "data_from": data_from,
         "split": pred.split,
         "tta": ensemble.tta,
+        # Scored in fp32 whatever the weights were trained in (utils/precision.py).
+        "precision": {"train": first.trained_precision, "score": SCORE_PRECISION},
         "threshold": ensemble.threshold,
         "threshold_source": ensemble.threshold_source,
         # Each member's own temperature scales its logits before the average.

@@ -228,8 +228,8 @@ def check_onnx(loaded: Any, path: Path, *, batch_size: int, atol: float) -> dict
             f"ONNX Runtime {ort.__version__} cannot run {path} on a batch of {batch_size}: "
             f"{_first_line(error)}"
         ) from error
-    with torch.inference_mode():
-        logits = loaded.model(images).float()
+    with torch.inference_mode():  # the fp32 logits every scoring path computes
+        logits = loaded.model.score_logits(images)
         probs = torch.softmax(logits / loaded.settings.temperature, dim=1)
         want = {"probs": probs.numpy(), "logits": logits.numpy()}
 

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,12 @@ from fracture_lit.utils.gpu_pool import pin_local_gpus
 from fracture_lit.utils.instantiate import instantiate_group
 from fracture_lit.utils.job_folder import check_same_job, plan_job
 from fracture_lit.utils.job_lock import JobFolderLock, busy_record
+from fracture_lit.utils.precision import choose_precision
 from fracture_lit.utils.slurm_preflight import slurm_preflight
 from fracture_lit.validation import validate_train
 
 __all__ = ["instantiate_loggers", "instantiate_run", "objective", "prepare_job_folder", "run",
-           "train"]  # fmt: skip
+           "train", "training_precision"]  # fmt: skip
 
 log = logging.getLogger("fracture_lit.train")
 
@@ -121,6 +123,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     torch.set_float32_matmul_precision("high")
 
     datamodule, model, trainer, loggers = instantiate_run(cfg)
+    precision = training_precision(cfg, trainer)
     if trainer.is_global_zero:
         RunLayout(output_dir).config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
         for lg in loggers:
@@ -130,6 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "backbone": cfg.model.backbone,
         "classes": datamodule.classes,
         "starting_weights": starting_weights,
+        "precision": precision,
     }
     if pinned_gpus:
         results["gpus"] = pinned_gpus
@@ -177,6 +181,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(callback, ReviewCallback) and callback.localized:
             results["localization"] = dict(callback.localized)
     return results
+
+
+def training_precision(cfg: DictConfig, trainer: Any) -> dict[str, str]:
+    """The precision block of metrics.json (train, score, chosen_by), logged once as INFO."""
+    trainer_cfg = cfg.trainer
+    choice = choose_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator"))
+    # Lightning's own name of what it runs ("bf16" -> "bf16-mixed", 32 -> "32-true").
+    choice = replace(choice, train=str(trainer.precision))
+    if trainer.is_global_zero:
+        log.info("%s", choice.sentence())
+    return choice.record()
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

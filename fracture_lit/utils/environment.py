@@ -5,10 +5,31 @@ from __future__ import annotations
 import logging
 import netrc
 import os
-from pathlib import Path
 from typing import Any
 
-import torch
+# Precision lives in utils/precision.py; these names stay importable from here.
+from fracture_lit.utils.precision import (
+    PRECISIONS,
+    cpu_flags,
+    cpu_has_fast_bf16,
+    resolve_precision,
+    uses_gpu,
+)
+
+__all__ = [
+    "ACCELERATORS",
+    "DEVICE_CHOICES",
+    "PRECISIONS",
+    "configure_wandb_mode",
+    "cpu_flags",
+    "cpu_has_fast_bf16",
+    "resolve_precision",
+    "resolve_trainer_overrides",
+    "route_lightning_logs_through_hydra",
+    "skip_deterministic_memory_fill",
+    "uses_gpu",
+    "wandb_logged_in",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,71 +57,10 @@ def configure_wandb_mode() -> str:
     return os.environ.get("WANDB_MODE", "online")
 
 
-# CPU flags of native bf16 arithmetic (Intel AMX, AVX-512 BF16; AMD Zen 4+ has the latter).
-# Without them bf16 is emulated and slower than fp32, so ``auto`` keeps fp32.
-FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU's feature flags (empty where /proc/cpuinfo does not exist, e.g. macOS)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
-def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
-    """Whether this CPU computes bf16 natively (checked at run time, not at install)."""
-    return bool(FAST_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
-
-
 #: ``trainer.accelerator`` values; every one but cpu and mps means CUDA where there is one.
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-#: ``trainer.precision`` values; ``auto`` is resolved by :func:`resolve_precision`.
-PRECISIONS = (
-    "auto",
-    "32",
-    "32-true",
-    "64",
-    "64-true",
-    "16",
-    "16-mixed",
-    "16-true",
-    "bf16",
-    "bf16-mixed",
-    "bf16-true",
-)
 #: ``device`` of eval, predict and serve: auto (CUDA when there is one), cpu or cuda.
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-
-
-def uses_gpu(accelerator: str | None) -> bool:
-    """Whether a trainer with this ``accelerator`` setting runs on a CUDA GPU here."""
-    wants_gpu = accelerator in (None, "auto", "gpu", "cuda")
-    return wants_gpu and torch.cuda.is_available()
-
-
-def resolve_precision(
-    precision: str | int | None,
-    accelerator: str | None = "auto",
-    flags: frozenset[str] | None = None,
-) -> str | int:
-    """``auto``: bf16 autocast where the hardware computes bf16 fast, fp32 elsewhere.
-
-    GPUs with bf16 support (Ampere and newer) and CPUs with AMX or AVX-512 BF16 get
-    ``bf16-mixed``; older GPUs (fp16 would need loss scaling) and other CPUs (bf16 is
-    emulated there, slower than fp32) keep ``32-true``. Other values pass unchanged.
-    """
-    if precision not in (None, "auto"):
-        return precision
-    if uses_gpu(accelerator):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
-    return "bf16-mixed" if cpu_has_fast_bf16(flags) else "32-true"
 
 
 def resolve_trainer_overrides(trainer_cfg: Any) -> dict[str, Any]:

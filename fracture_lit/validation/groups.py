@@ -25,7 +25,8 @@ from fracture_lit.metrics import METRIC_KEYS
 from fracture_lit.models.factory import check_backbone_name, check_has_weights
 from fracture_lit.models.weights import IMAGENET, check_weights_file, resolve_weights
 from fracture_lit.stats.temperature import CALIBRATE_CHOICES
-from fracture_lit.utils.environment import ACCELERATORS, PRECISIONS
+from fracture_lit.utils.environment import ACCELERATORS
+from fracture_lit.utils.precision import PRECISIONS, refuse_half_weights
 from fracture_lit.validation.checkers import (
     MISSING,
     check_choice,
@@ -180,6 +181,7 @@ def validate_trainer(cfg: Any) -> int:
             raise ConfigError(
                 "trainer.precision", precision, f"must be one of {', '.join(PRECISIONS)}"
             )
+        refuse_half_weights(precision)
     gpus = _cuda_count()
     if accelerator in ("gpu", "cuda") and gpus == 0:
         raise ConfigError(
