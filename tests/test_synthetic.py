@@ -204,7 +204,12 @@ def _params(**change: object) -> SyntheticParams:
 def test_folders_are_keyed_by_every_parameter(tmp_path: Path) -> None:
     base = _params()
     keys = {dataset_key(base)}
-    for change in ({"seed": 3}, {"n_per_class": 4}, {"size": SIZE + 8}, {"class_names": ("a", "b")}):
+    for change in (
+        {"seed": 3},
+        {"n_per_class": 4},
+        {"size": SIZE + 8},
+        {"class_names": ("a", "b")},
+    ):
         keys.add(dataset_key(_params(**change)))
     assert len(keys) == 5
     assert synthetic_folder(tmp_path / "data", base) == (tmp_path / "data" / dataset_key(base))
