@@ -286,8 +286,8 @@ def test_a_plain_run_imports_no_optional_package(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import sys, timm, torch\n"
         "import fracture_lit.train, fracture_lit.tasks.training, fracture_lit.tasks.evaluating\n"
+        "import sys, timm, torch\n"  # as in a run: timm first loaded by fracture_lit.models
         "from fracture_lit.review.gradcam import CamExplainer\n"
         "net = timm.create_model('resnet18', num_classes=2, in_chans=1).eval()\n"
         "CamExplainer(net, torch.zeros(1, 1, 64, 64))\n"
