@@ -245,3 +245,62 @@ def test_a_run_keeps_deterministic_kernels_without_the_nan_fill(tmp_path: Path) 
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.utils.deterministic.fill_uninitialized_memory = before[2]
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up: what a plain run imports
+# --------------------------------------------------------------------------------------------
+
+#: Optional packages a plain training run must not load (each costs seconds of start-up).
+NOT_IN_A_PLAIN_RUN = ("wandb", "pandas", "onnx", "onnxruntime", "gradio", "optuna")
+
+
+def test_import_without_hides_a_package_only_while_the_module_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from fracture_lit.utils.import_guard import import_without
+
+    (tmp_path / "fl_optional_pkg.py").write_text("VALUE = 1\n")
+    (tmp_path / "fl_uses_optional.py").write_text(
+        "try:\n    import fl_optional_pkg\nexcept ImportError:\n    fl_optional_pkg = None\n"
+    )
+    (tmp_path / "fl_needs_optional.py").write_text("import fl_optional_pkg\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("fl_optional_pkg", "fl_uses_optional", "fl_needs_optional"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+    module = import_without("fl_uses_optional", "fl_optional_pkg", "sys")
+    assert module.fl_optional_pkg is None  # hidden while it loaded
+    assert "fl_optional_pkg" not in sys.modules and sys.modules["sys"] is sys
+    import fl_optional_pkg  # importable again afterwards
+
+    assert fl_optional_pkg.VALUE == 1
+    assert import_without("fl_uses_optional", "fl_optional_pkg") is module  # already loaded
+    monkeypatch.delitem(sys.modules, "fl_optional_pkg")
+    with pytest.raises(ImportError):
+        import_without("fl_needs_optional", "fl_optional_pkg")
+    assert "fl_optional_pkg" not in sys.modules
+
+
+def test_a_plain_run_imports_no_optional_package(tmp_path: Path) -> None:
+    """What ``python -m fracture_lit.train`` imports up to the review's Grad-CAM, in a fresh
+    interpreter: none of wandb, pandas, onnx, gradio or optuna (timm would import wandb,
+    pytorch-grad-cam pandas), yet wandb stays importable for ``logger=wandb``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import fracture_lit.train, fracture_lit.tasks.training, fracture_lit.tasks.evaluating\n"
+        "import sys, timm, torch\n"  # as in a run: timm first loaded by fracture_lit.models
+        "from fracture_lit.review.gradcam import CamExplainer\n"
+        "net = timm.create_model('resnet18', num_classes=2, in_chans=1).eval()\n"
+        "CamExplainer(net, torch.zeros(1, 1, 64, 64))\n"
+        f"print(sorted(set({NOT_IN_A_PLAIN_RUN!r}) & set(sys.modules)))\n"
+        "import wandb; print(hasattr(wandb, 'init'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    ).stdout.splitlines()
+    assert out == ["[]", "True"]

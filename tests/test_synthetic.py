@@ -11,8 +11,17 @@ import cv2
 import numpy as np
 import pytest
 
+from fracture_lit.data.datasets.synthetic import SyntheticDataModule
 from fracture_lit.data.synthetic.render import GENERATOR_VERSION, render_radiograph
-from fracture_lit.data.synthetic.store import METADATA_FILE, generate_synthetic_dataset
+from fracture_lit.data.synthetic.store import (
+    METADATA_FILE,
+    SyntheticParams,
+    dataset_key,
+    generate_synthetic_dataset,
+    synthetic_folder,
+    write_synthetic_dataset,
+)
+from fracture_lit.errors import UserError
 
 SIZE = 48
 
@@ -181,3 +190,83 @@ def test_concurrent_generation_same_root(tmp_path: Path) -> None:
     ref = generate_synthetic_dataset(tmp_path / "ref", n_per_class=n, size=SIZE, seed=4)
     for p in _files(root):
         assert p.read_bytes() == (ref / p.relative_to(root)).read_bytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets of different parameters side by side under one data root
+# --------------------------------------------------------------------------------------------
+
+
+def _params(**change: object) -> SyntheticParams:
+    return SyntheticParams(**{"n_per_class": 3, "size": SIZE, "seed": 2, **change})
+
+
+def test_folders_are_keyed_by_every_parameter(tmp_path: Path) -> None:
+    base = _params()
+    keys = {dataset_key(base)}
+    for change in (
+        {"seed": 3},
+        {"n_per_class": 4},
+        {"size": SIZE + 8},
+        {"class_names": ("a", "b")},
+    ):
+        keys.add(dataset_key(_params(**change)))
+    assert len(keys) == 5
+    assert synthetic_folder(tmp_path / "data", base) == (tmp_path / "data" / dataset_key(base))
+    assert dataset_key(base).startswith(f"n3-{SIZE}px-seed2-v{GENERATOR_VERSION}-")
+
+
+def test_unkeyed_folder_of_the_same_parameters_is_reused(tmp_path: Path) -> None:
+    """A dataset written straight into the root (the layout before keys) keeps working; one
+    of other parameters goes beside its class folders, leaving it untouched."""
+    root = generate_synthetic_dataset(tmp_path / "syn", n_per_class=3, size=SIZE, seed=2)
+    assert synthetic_folder(root, _params()) == root
+    other = synthetic_folder(root, _params(seed=3))
+    assert other == root / dataset_key(_params(seed=3))
+    write_synthetic_dataset(other, _params(seed=3))
+    assert synthetic_folder(root, _params()) == root
+    assert synthetic_folder(root, _params(seed=3)) == other
+    assert len(list((root / "intact").glob("*.png"))) == 3
+
+
+def test_root_with_foreign_files_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "mine"
+    (root / "scans").mkdir(parents=True)
+    (root / "notes.txt").write_text("not a dataset")
+    with pytest.raises(ValueError, match=r"data.root=.*mine holds notes.txt, scans"):
+        synthetic_folder(root, _params())
+    (root / METADATA_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable"):
+        synthetic_folder(root, _params())
+
+
+def _datamodule(root: Path, **params: int) -> SyntheticDataModule:
+    return SyntheticDataModule(
+        root, render_size=SIZE, image_size=32, batch_size=4, cache=False, **params
+    )
+
+
+def test_two_settings_one_after_the_other_in_one_data_root(tmp_path: Path) -> None:
+    """Issue 26: after the defaults rendered their data, another setting in the same data
+    root works too, and neither renders (or touches) the other's folder."""
+    data = tmp_path / "data"
+    first = _datamodule(data, n_per_class=6, generator_seed=0)
+    first.setup("fit")
+    before = {p: p.stat().st_mtime_ns for p in first.root.rglob("*")}
+    second = _datamodule(data, n_per_class=8, generator_seed=1)
+    second.setup("fit")
+    again = _datamodule(data, n_per_class=6, generator_seed=0)
+    again.setup("fit")
+    assert first.root != second.root and first.root.parent == second.root.parent == data
+    assert {p: p.stat().st_mtime_ns for p in first.root.rglob("*")} == before
+    assert len(_files(first.root)) == 12 and len(_files(second.root)) == 16
+    assert sum(len(second.datasets[s]) for s in second.datasets) == 16
+    assert sorted(p.name for p in data.iterdir() if not p.name.startswith(".")) == sorted(
+        [first.root.name, second.root.name]
+    )
+
+
+def test_datamodule_names_a_foreign_data_root(tmp_path: Path) -> None:
+    (tmp_path / "xrays" / "fractured").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"data.root=.*xrays holds fractured"):
+        _datamodule(tmp_path / "xrays", n_per_class=2)

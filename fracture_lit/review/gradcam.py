@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fracture_lit.utils.import_guard import import_without
+
 __all__ = ["CamExplainer", "find_target_layer", "overlay", "captioned_overlay"]
 
 Reshape = Callable[[torch.Tensor], torch.Tensor] | None
@@ -140,7 +142,9 @@ class CamExplainer:
     def __init__(
         self, net: nn.Module, example: torch.Tensor, target_layer: str | None = None
     ) -> None:
-        from pytorch_grad_cam import GradCAM
+        # pytorch-grad-cam loads scikit-learn, which imports pandas (~1 s on 2 cores) only
+        # to recognise DataFrames: imported without it (utils/import_guard.py).
+        GradCAM = import_without("pytorch_grad_cam", "pandas").GradCAM  # noqa: N806
 
         self.net = net
         self.layer = find_target_layer(net, example, target_layer)

@@ -1,8 +1,8 @@
 """The embedded default dataset: procedurally rendered radiographs, generated once into root.
 
-``root/{intact,fractured}/*.png`` plus ``synthetic.json`` (the parameters that made it);
-see :mod:`fracture_lit.data.synthetic`. Nothing to download, so a first run, CI and the
-smoke tests work out of the box.
+``<data.root>/<parameters>/{intact,fractured}/*.png`` plus ``synthetic.json`` (the parameters
+that made it), one such folder per setting; see :mod:`fracture_lit.data.synthetic.store`.
+Nothing to download, so a first run, CI and the smoke tests work out of the box.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from fracture_lit.data.samples import DatasetIndex
 from fracture_lit.data.synthetic.store import (
     METADATA_FILE,
     SyntheticParams,
+    synthetic_folder,
     write_synthetic_dataset,
 )
-from fracture_lit.errors import ConfigError
+from fracture_lit.errors import ConfigError, UserError
 
 __all__ = ["SYNTHETIC_CLASSES", "SyntheticDataModule", "index_synthetic"]
 
@@ -53,9 +54,16 @@ class SyntheticDataModule(FractureDataModule):
         generator_seed: int = 0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(root, **kwargs)
         self.n_per_class, self.render_size = n_per_class, render_size
         self.generator_seed = generator_seed
+        #: The data root as given (``data.root``); ``root`` is this dataset's folder under it,
+        #: keyed by its parameters, so datasets of other settings stay side by side.
+        self.data_root = Path(root).expanduser()
+        try:
+            folder = synthetic_folder(self.data_root, self.params)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        super().__init__(folder, **kwargs)
 
     @classmethod
     def check_config(cls, data: Mapping[str, Any], prefix: str = "data") -> None:

@@ -6,12 +6,20 @@ of ``SeedSequence(seed)``), so the files do not depend on generation order or pa
 A folder is described by its :class:`SyntheticParams`; its ``synthetic.json`` is written
 last and says which parameters made it, so a folder made with others is refused, never
 mixed.
+
+Under a data root, datasets of different parameters live side by side, each in the
+sub-folder :func:`dataset_key` names (``<root>/n1200-128px-seed0-v1.1-<hash>/``), as the
+decode cache keys its files: any setting works after any other, and none is rendered twice.
+:func:`synthetic_folder` picks that sub-folder, or the root itself when it is an older,
+unkeyed dataset of exactly the requested parameters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Sequence
@@ -27,7 +35,9 @@ __all__ = [
     "GENERATOR_VERSION",
     "METADATA_FILE",
     "SyntheticParams",
+    "dataset_key",
     "generate_synthetic_dataset",
+    "synthetic_folder",
     "write_synthetic_dataset",
 ]
 
@@ -78,6 +88,58 @@ class SyntheticParams:
             "seed": int(self.seed),
             "class_names": list(self.class_names),
         }
+
+
+#: What :func:`dataset_key` names look like (a data root may hold only these, hidden
+#: entries, and an older unkeyed dataset).
+_KEY_PATTERN = re.compile(r"n\d+-\d+px-seed-?\d+-v[\w.]+-[0-9a-f]{8}")
+#: The entries of an older, unkeyed dataset written straight into the data root.
+_UNKEYED_ENTRIES = {METADATA_FILE}
+
+
+def dataset_key(params: SyntheticParams) -> str:
+    """The sub-folder name of ``params``' dataset: the readable parameters plus a hash of the
+    whole metadata (class names, generator), so two folders never share a name by accident."""
+    metadata = json.dumps(params.metadata(), sort_keys=True).encode()
+    digest = hashlib.sha256(metadata).hexdigest()[:8]
+    return f"n{params.n_per_class}-{params.size}px-seed{params.seed}-v{params.version}-{digest}"
+
+
+def synthetic_folder(root: str | Path, params: SyntheticParams) -> Path:
+    """Where the dataset ``params`` describes lives under the data root ``root``.
+
+    ``root`` itself when it is an unkeyed dataset made with exactly these parameters (the
+    layout before keyed sub-folders: such folders keep working), else ``root/<dataset_key>``,
+    beside the datasets of other parameters. A root holding anything else (another
+    dataset's images, a user's files) raises ``ValueError``: rendering into it would mix
+    synthetic images with them.
+    """
+    root = Path(root).expanduser().absolute()
+    found = _read_params(root)
+    if found == params.metadata():
+        return root
+    if found is not None and "error" in found:
+        raise ValueError(
+            f"data.root={root}: its {METADATA_FILE} is unreadable, so the dataset there cannot "
+            "be checked. Delete the folder or choose another data.root."
+        )
+    if root.is_dir():
+        unkeyed = set(found.get("class_names", ())) | _UNKEYED_ENTRIES if found else set()
+        foreign = sorted(
+            entry.name
+            for entry in root.iterdir()
+            if not entry.name.startswith(".")
+            and entry.name not in unkeyed
+            and not (entry.is_dir() and _KEY_PATTERN.fullmatch(entry.name))
+        )
+        if foreign:
+            raise ValueError(
+                f"data.root={root} holds {', '.join(foreign[:3])}"
+                f"{' ...' if len(foreign) > 3 else ''}, which is not a synthetic dataset. "
+                "Synthetic datasets go into sub-folders named by their parameters: point "
+                "data.root at an empty folder or one that holds synthetic datasets only."
+            )
+    return root / dataset_key(params)
 
 
 def _read_params(root: Path) -> dict | None:
