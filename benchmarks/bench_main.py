@@ -36,13 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO_ROOT, machine, median, table, write_json  # noqa: E402
 
 #: The defaults before issue 26 (resnet18, 2,400 images rendered at 128 px and trained at
-#: 96 px, batch 64, 7 epochs), given as overrides on today's code.
+#: 96 px, batch 64, full-strength augmentation, 7 epochs), given as overrides on today's code.
 OLD_DEFAULTS = [
     "model=resnet18",
     "data.n_per_class=1200",
     "data.render_size=128",
     "data.image_size=96",
     "data.batch_size=64",
+    "data.augment_strength=1.0",
     "trainer.max_epochs=7",
 ]
 SIDES = {"old defaults": OLD_DEFAULTS, "defaults": []}
