@@ -92,7 +92,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "backbone": first.backbone if single else ensemble.name,
         "classes": first.class_names,
         "data": str(cfg.data._target_).rsplit(".", 1)[-1],
-        "data_root": str(datamodule.root),
+        # data.root as given, as training's config records it (the synthetic set's images
+        # lie in a sub-folder keyed by their parameters: datamodule.root).
+        "data_root": str(getattr(datamodule, "data_root", datamodule.root)),
         "data_from": data_from,
         "split": pred.split,
         "tta": ensemble.tta,
