@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fracture_lit.results.folders import JobResult
+from fracture_lit.results.sweep_tables import sweep_tables
 from fracture_lit.results.table import (
     JOB_COLUMNS,
     RepeatGroup,
@@ -16,7 +17,6 @@ from fracture_lit.results.table import (
     papers_line,
     shared_overrides,
     sweep_summary,
-    sweep_tables,
 )
 from fracture_lit.stats.catalogue import sweep_metrics
 from fracture_lit.stats.splits import STAGES

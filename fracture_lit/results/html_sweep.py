@@ -25,6 +25,7 @@ from fracture_lit.results.html_page import (
 )
 from fracture_lit.results.html_run import run_sections, write_run_page
 from fracture_lit.results.run_folder import load_run
+from fracture_lit.results.sweep_tables import sweep_tables
 from fracture_lit.results.table import (
     Table,
     is_failed,
@@ -33,7 +34,6 @@ from fracture_lit.results.table import (
     shared_overrides,
     status_badge,
     sweep_summary,
-    sweep_tables,
 )
 
 __all__ = ["write_sweep_report_html"]

@@ -31,11 +31,10 @@ from fracture_lit.results.console import print_sweep
 from fracture_lit.results.files import write_csv, write_markdown
 from fracture_lit.results.folders import JobResult, load_jobs
 from fracture_lit.results.search_insight import load_insight, write_best_config
+from fracture_lit.results.sweep_tables import held_out_sources, sweep_tables
 from fracture_lit.results.table import (
-    held_out_sources,
     is_failed,
     repeat_groups,
-    sweep_tables,
 )
 from fracture_lit.results.vs_best import write_json as write_vs_best_json
 

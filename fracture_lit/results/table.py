@@ -1,6 +1,6 @@
 """The table model: what the sweep report shows, as plain cells.
 
-:func:`sweep_tables` builds every table of a sweep report once; :mod:`.console`,
+:mod:`.sweep_tables` puts these tables together for a sweep report; :mod:`.console`,
 :mod:`.files` (results.md) and :mod:`.html_sweep` only render them. Metric columns come
 from :mod:`.catalogue` (``sweep=True`` entries); a column that is not a metric (a
 comparison with the best job, say) is one :class:`JobColumn` in :data:`JOB_COLUMNS`, and
@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fracture_lit.layout import RunLayout
 from fracture_lit.results.folders import REPEAT_OVERRIDES, JobResult
 from fracture_lit.results.localization_columns import (
     localization_note,
@@ -25,7 +24,6 @@ from fracture_lit.results.localization_columns import (
 from fracture_lit.results.vs_best import vs_best_note, vs_best_values
 from fracture_lit.stats.catalogue import format_interval as interval_cell
 from fracture_lit.stats.catalogue import format_value, sweep_metrics
-from fracture_lit.stats.splits import EXTERNAL_SPLIT, STAGES
 from fracture_lit.utils.disk_budget import human
 from fracture_lit.utils.job_folder import FINISHED_STATUSES
 
@@ -35,16 +33,17 @@ __all__ = [
     "RepeatGroup",
     "Table",
     "duration",
-    "held_out_sources",
+    "group_table",
     "interval_cell",
+    "is_failed",
+    "jobs_table",
     "repeat_groups",
     "seed_groups",
     "shared_overrides",
-    "is_failed",
-    "status_cell",
+    "stage_table",
     "status_badge",
+    "status_cell",
     "sweep_summary",
-    "sweep_tables",
 ]
 
 #: Statuses of jobs that have not ended: queued, or trained by a live process now.
@@ -257,7 +256,7 @@ def papers_line(jobs: Sequence[JobResult]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- tables
-def _jobs_table(jobs: Sequence[JobResult], shared: Sequence[str]) -> Table:
+def jobs_table(jobs: Sequence[JobResult], shared: Sequence[str]) -> Table:
     rows = [
         [
             str(j.num),
@@ -273,7 +272,7 @@ def _jobs_table(jobs: Sequence[JobResult], shared: Sequence[str]) -> Table:
     return Table("Jobs", headers, rows, {0, 3, 4, 5})
 
 
-def _stage_table(jobs: Sequence[JobResult], stage: str) -> Table:
+def stage_table(jobs: Sequence[JobResult], stage: str) -> Table:
     metrics = sweep_metrics()
     with_paper = {m.key for m in metrics if any(m.key in j.paper.get(stage, {}) for j in jobs)}
     headers, short, right = ["job", "backbone", "n"], ["job", "backbone", "n"], {0, 2}
@@ -303,7 +302,7 @@ def _stage_table(jobs: Sequence[JobResult], stage: str) -> Table:
     return Table(STAGE_TITLES[stage], headers, rows, right, short, " ".join(n for n in notes if n))
 
 
-def _group_table(
+def group_table(
     groups: Sequence[RepeatGroup], stage: str, shared: Sequence[str], kind: str
 ) -> Table | None:
     metrics = sweep_metrics()
@@ -357,27 +356,3 @@ def _group_table(
         )
     title = f"{_STAGE_NAMES[stage]}: mean ± sd over {plural}"
     return Table(title, headers, rows, right, short, note)
-
-
-def held_out_sources(jobs: Sequence[JobResult]) -> bool:
-    """Whether a job tested a held-out source (leave-one-dataset-out: its external block)."""
-    return any(RunLayout(j.folder).scored(EXTERNAL_SPLIT).is_file() for j in jobs)
-
-
-def sweep_tables(jobs: Sequence[JobResult], groups: Sequence[RepeatGroup]) -> list[Table]:
-    """The report's tables: jobs, one per stage, then mean ± sd per seed / fold group."""
-    shared = shared_overrides(jobs)
-    tables = [_jobs_table(jobs, shared)]
-    tables += [_stage_table(jobs, s) for s in STAGES if any(s in j.metrics for j in jobs)]
-    if held_out_sources(jobs):
-        # Imported here: a leave-one-dataset-out sweep's tables bootstrap (torch).
-        from fracture_lit.results.cross_dataset import cross_dataset_tables
-
-        tables += cross_dataset_tables(jobs)
-    for kind in ("seed", "fold"):
-        members = [g for g in groups if g.kind == kind]
-        for stage in STAGES if members else ():
-            table = _group_table(members, stage, shared, kind)
-            if table is not None:
-                tables.append(table)
-    return tables
