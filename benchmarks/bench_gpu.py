@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import compose  # noqa: E402
-from common import REPO_ROOT, machine, median, table, write_json  # noqa: E402
+from common import REPO_ROOT, machine, median, report, table  # noqa: E402
 
 SCORE_TOLERANCE = 1e-5
 # Test metrics at the validation threshold (the training run's ``test/<key>_at_thr``).
@@ -310,10 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-ddp", action="store_true")
     p.add_argument("--dry", action="store_true", help="tiny CPU run of every path")
     args = p.parse_args(argv)
-    result = run(args)
-    write_json(result, args.out)
-    print_table(result)
-    return 0
+    return report(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, machine, median, table, write_json  # noqa: E402
+from common import REPO_ROOT, machine, median, report, table  # noqa: E402
 
 #: The defaults before issue 26 (resnet18, 2,400 images rendered at 128 px and trained at
 #: 96 px, batch 64, full-strength augmentation, 7 epochs), given as overrides on today's code.
@@ -190,10 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cold", action="store_true", help="also time a first run (renders data)")
     p.add_argument("overrides", nargs="*", help="extra overrides for both sides")
     args = p.parse_args(argv)
-    result = run(args)
-    write_json(result, args.out)
-    print_table(result)
-    return 0
+    return report(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median, quartiles, table, write_json  # noqa: E402
+from common import machine, median, quartiles, report, table  # noqa: E402
 
 # Flags that say how a CPU does bf16 (and the vector width it has without it).
 RELEVANT_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
@@ -134,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blocks", type=int, default=5, help="timed blocks per mode")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
-    result = run(args)
-    write_json(result, args.out)
-    print_table(result)
-    return 0
+    return report(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

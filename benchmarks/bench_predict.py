@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, machine, median, shared_data_dir, table, write_json  # noqa: E402
+from common import REPO_ROOT, machine, median, report, shared_data_dir, table  # noqa: E402
 
 
 def _python_m(module: str, *overrides: str) -> None:
@@ -163,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seconds", type=float, default=3.0)
     args = p.parse_args(argv)
-    result = run(args)
-    write_json(result, args.out)
-    print_table(result)
-    return 0
+    return report(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, machine, median, table, write_json  # noqa: E402
+from common import REPO_ROOT, machine, median, report, table  # noqa: E402
 
 APP = Path(__file__).resolve().parent / "search_app.py"
 MODES = {"batched": False, "asynchronous": True}
@@ -138,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-every", type=int, default=4)
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args(argv)
-    result = run(args)
-    write_json(result, args.out)
-    print_table(result)
-    return 0
+    return report(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

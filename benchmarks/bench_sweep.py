@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, machine, median, shared_data_dir, table, write_json  # noqa: E402
+from common import REPO_ROOT, machine, median, report, shared_data_dir, table  # noqa: E402
 
 # The timing wrapper, installed in the sweep's own process before Hydra starts.
 TIMED_SWEEP = """
@@ -116,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--image-size", type=int, default=128)
     args = p.parse_args(argv)
-    result = run(args)
-    write_json(result, args.out)
-    print_table(result)
-    return 0
+    return report(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

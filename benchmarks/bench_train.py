@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median, quartiles, shared_data_dir, table, write_json  # noqa: E402
+from common import machine, median, quartiles, report, shared_data_dir, table  # noqa: E402
 
 TARGET_RATIO = 1.05
 BACKBONES = ("resnet18", "efficientnet_b0", "mobilenetv2_100")
@@ -337,10 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.quick:
         args.datasets, args.backbones = ["fracatlas"], ["resnet18"]
-    result = run(args)
-    write_json(result, args.out)
-    print_table(result)
-    return 0
+    return report(run(args), args.out, print_table)
 
 
 if __name__ == "__main__":

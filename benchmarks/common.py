@@ -12,7 +12,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,13 @@ def write_json(result: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {out}")
+
+
+def report(result: dict[str, Any], out: Path, print_table: Callable[[dict[str, Any]], None]) -> int:
+    """Every benchmark's ending: the result to ``out`` (JSON), its table to the console."""
+    write_json(result, out)
+    print_table(result)
+    return 0
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
